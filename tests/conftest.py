@@ -1,0 +1,68 @@
+"""Shared fixtures: fresh databases on the real PostgreSQL and MariaDB servers, and SQLite files.
+
+A test that needs a server it cannot reach fails in CI (CI=true) with the command that starts the
+server; outside CI it is skipped with a loud warning, so a developer without the servers can still
+run the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL, make_url
+
+from tests import dbs
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _require_server(kind: str) -> None:
+    try:
+        dbs.check_server(kind)
+    except dbs.ServerUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs {exc}", pytrace=False)
+        message = f"SKIPPING a real-{kind} test outside CI: {exc}"
+        warnings.warn(message, stacklevel=2)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[URL]:
+    """A fresh PostgreSQL database (psycopg2), dropped after the test."""
+    _require_server("postgres")
+    with dbs.fresh_database("postgres") as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_psycopg3_url() -> Iterator[URL]:
+    """A fresh PostgreSQL database reached through psycopg 3, dropped after the test."""
+    _require_server("postgres")
+    with dbs.fresh_database("postgres", driver="psycopg") as url:
+        yield url
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[URL]:
+    """A fresh MariaDB/MySQL database (PyMySQL), dropped after the test."""
+    _require_server("mysql")
+    with dbs.fresh_database("mysql") as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> URL:
+    return make_url(f"sqlite:///{tmp_path / 'target.db'}")
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def db_url(request: pytest.FixtureRequest) -> URL:
+    """The same test on SQLite, the real PostgreSQL and the real MariaDB."""
+    name = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mysql": "mysql_url"}[request.param]
+    url: URL = request.getfixturevalue(name)
+    return url
