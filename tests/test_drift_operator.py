@@ -1,0 +1,146 @@
+"""JetbaseDriftCheckOperator in-process (real databases) and the example DAG with dag.test()."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import URL
+
+from airflow_provider_jetbase.migration import Migrator
+from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, conn_env_value
+from tests.drift_helpers import disposing, make_engine, run_sql, write_migrations
+
+CONN_ID = "jb_drift"
+
+
+class _FakeTI:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def _operator(dag_file: Path, migrations: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+    from airflow.sdk import DAG
+
+    from airflow_provider_jetbase.operators.drift import JetbaseDriftCheckOperator
+
+    dag = DAG("t_drift", schedule=None, start_date=dt.datetime(2024, 1, 1), params=kwargs.pop("params", {}))
+    dag.fileloc = str(dag_file)
+    with dag:
+        return JetbaseDriftCheckOperator(
+            task_id="check", jetbase_conn_id=CONN_ID, migrations_dir=migrations, **kwargs
+        )
+
+
+def _execute(task: Any) -> tuple[Any, _FakeTI]:
+    ti = _FakeTI()
+    context = {"dag": task.dag, "task": task, "ti": ti, "params": task.dag.params, "run_id": "manual__t"}
+    task.render_template_fields(context)
+    return task.execute(context), ti
+
+
+@pytest.fixture
+def migrated(db_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[URL, Path]:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", conn_env_value(db_url))
+    dags = tmp_path / "dags"
+    with disposing(make_engine(db_url)) as engine:
+        write_migrations(dags / "migrations", engine.dialect.name)
+        Migrator(engine, dags / "migrations").upgrade()
+    return db_url, dags
+
+
+def test_operator_clean_returns_report(migrated: tuple[URL, Path]) -> None:
+    url, dags = migrated
+    # A relative folder is resolved against the DAG file's folder.
+    result, ti = _execute(_operator(dags / "dag.py", "migrations"))
+    assert result["ok"] is True and result["method"] == "replay"
+    assert result["findings"] == [] and result["tables_checked"] == 5
+    assert ti.pushed["drift_report"] == result
+
+
+def test_operator_fails_or_soft_fails_on_drift(migrated: tuple[URL, Path]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    url, dags = migrated
+    with disposing(make_engine(url)) as engine:
+        run_sql(engine, "ALTER TABLE users ADD COLUMN nickname VARCHAR(50)")
+    with pytest.raises(AirflowFailException, match="column_added") as failed:
+        _execute(_operator(dags / "dag.py", "migrations"))
+    assert "drift found (1 failing finding(s)" in str(failed.value)
+    with pytest.raises(AirflowSkipException, match="column_added"):
+        _execute(_operator(dags / "dag.py", "migrations", soft_fail=True))
+    # Only what fail_on names fails: schema drift left out, the same drift is a warning.
+    result, ti = _execute(_operator(dags / "dag.py", "migrations", fail_on="checksum_mismatch, missing_file"))
+    assert result["ok"] is True
+    assert [(f["kind"], f["severity"]) for f in result["findings"]] == [("column_added", "warning")]
+
+
+def test_operator_templated_params(migrated: tuple[URL, Path]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    url, dags = migrated
+    (dags / "migrations" / "V4__later.sql").write_text("CREATE TABLE later_table (id INT);\n")
+    task = _operator(
+        dags / "dag.py",
+        "{{ params.folder }}",
+        pending_is_drift="{{ params.pending_is_drift }}",
+        params={"folder": "migrations", "pending_is_drift": True},
+    )
+    with pytest.raises(AirflowFailException, match="pending_migration"):
+        _execute(task)
+    task = _operator(
+        dags / "dag.py",
+        "{{ params.folder }}",
+        pending_is_drift="{{ params.pending_is_drift }}",
+        params={"folder": "migrations", "pending_is_drift": False},
+    )
+    result, _ = _execute(task)
+    assert [(f["kind"], f["severity"]) for f in result["findings"]] == [("pending_migration", "info")]
+
+
+def test_operator_module_import_is_cheap() -> None:
+    import subprocess
+
+    code = (
+        "import sys; import airflow_provider_jetbase.operators.drift; "
+        "heavy = [m for m in ('airflow_provider_jetbase.drift.check', 'airflow_provider_jetbase.migration', "
+        "'airflow_provider_jetbase.hooks.jetbase', 'psycopg2', 'pymysql') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+# ----------------------------------------------------------------------------- example DAG
+EXAMPLE = EXAMPLE_DAGS / "example_jetbase_drift_check.py"
+
+
+def test_example_dag_passes_then_alerts_on_drift(airflow_home: AirflowHome, tmp_path: Path) -> None:
+    target = tmp_path / "drift_demo.db"
+    url = URL.create("sqlite", database=str(target))
+    with disposing(make_engine(url)) as engine:
+        Migrator(engine, EXAMPLE_DAGS / "migrations" / "drift_check").upgrade()
+    connections = {"jetbase_drift_demo": conn_env_value(str(target))}
+
+    clean = airflow_home.run_dag(EXAMPLE, "example_jetbase_drift_check", connections=connections)
+    assert clean.tasks == {"check_drift": "success"}, clean.explain()
+    report = clean.xcom["check_drift"]
+    assert report["ok"] is True and report["method"] == "replay" and report["tables_checked"] == 2
+    assert "Jetbase drift check: OK" in clean.output
+
+    with disposing(make_engine(url)) as engine:
+        run_sql(
+            engine, "ALTER TABLE accounts ADD COLUMN nickname VARCHAR(40); DROP INDEX ix_invoices_issued_on"
+        )
+    drift = airflow_home.run_dag(EXAMPLE, "example_jetbase_drift_check", connections=connections)
+    assert drift.tasks == {"check_drift": "failed"}, drift.explain()
+    assert drift.state is not None and "failed" in drift.state
+    # The readable table in the task log, and the on_failure_callback's alert.
+    assert "column_added" in drift.output and "accounts.nickname" in drift.output
+    assert "JETBASE DRIFT ALERT for jetbase_drift_demo" in drift.output, drift.explain()
+    assert "- index_dropped: invoices.ix_invoices_issued_on" in drift.output
