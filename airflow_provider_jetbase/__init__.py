@@ -13,15 +13,18 @@ __version__ = "0.1.0"
 
 _HOOK_CLASS = "airflow_provider_jetbase.hooks.jetbase.JetbaseHook"
 
-# Shown in the ``sqlalchemy_url`` placeholder: Jetbase's own URL forms, one per database.
-_URL_EXAMPLES = (
-    "postgresql+psycopg2://user:password@host:5432/database | "
-    "mysql+pymysql://user:password@host:3306/database | "
-    "sqlite:///path/to/database.db | "
-    "snowflake://user[:password]@account/database/schema?warehouse=WH&role=ROLE | "
-    "databricks://token:TOKEN@HOST?http_path=HTTP_PATH&catalog=CATALOG&schema=SCHEMA | "
-    "clickhouse://user:password@host:8123/database"
+# Jetbase's own URL forms, one per database; secrets go in the Password field, not the URL.
+# Airflow 3.3's UI ignores ui-field-behaviour placeholders of extra fields and offers a field's
+# schema ``examples`` as suggestions instead; older UIs show the joined placeholder.
+_URL_FORMS = (
+    "postgresql+psycopg2://user@host:5432/database",
+    "mysql+pymysql://user@host:3306/database",
+    "sqlite:////absolute/path/to/database.db",
+    "snowflake://user@account/database/schema?warehouse=WH&role=ROLE",
+    "databricks://token@host?http_path=HTTP_PATH&catalog=CATALOG&schema=SCHEMA",
+    "clickhouse://user@host:8123/database",
 )
+_URL_EXAMPLES = " | ".join(_URL_FORMS)
 
 # The ``jetbase`` connection form (Airflow 3.2+ reads these declaratively; the hook's legacy
 # get_ui_field_behaviour() returns the same content for older Airflow).
@@ -29,7 +32,7 @@ JETBASE_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "sqlalchemy_url": {
         "label": "SQLAlchemy URL",
         "description": "Any SQLAlchemy URL Jetbase supports. Login/Password, if set, override the URL's.",
-        "schema": {"type": ["string", "null"]},
+        "schema": {"type": ["string", "null"], "examples": list(_URL_FORMS)},
     },
     "postgres_schema": {
         "label": "PostgreSQL schema",

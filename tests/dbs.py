@@ -30,11 +30,15 @@ class ServerUnavailable(RuntimeError):
 
 
 def pg_url(database: str = "test", driver: str = "psycopg2") -> URL:
-    return URL.create(f"postgresql+{driver}", username="postgres", host=PG_HOST, port=PG_PORT, database=database)
+    return URL.create(
+        f"postgresql+{driver}", username="postgres", host=PG_HOST, port=PG_PORT, database=database
+    )
 
 
 def mysql_url(database: str = "test") -> URL:
-    return URL.create("mysql+pymysql", username="root", password="", host=MYSQL_HOST, port=MYSQL_PORT, database=database)
+    return URL.create(
+        "mysql+pymysql", username="root", password="", host=MYSQL_HOST, port=MYSQL_PORT, database=database
+    )
 
 
 def new_name(prefix: str = "jbtest") -> str:
