@@ -66,3 +66,12 @@ def db_url(request: pytest.FixtureRequest) -> URL:
     name = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mysql": "mysql_url"}[request.param]
     url: URL = request.getfixturevalue(name)
     return url
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A throw-away AIRFLOW_HOME with a migrated SQLite metadata database, shared by the session's
+    dag.test() runs (tests/airflow_harness.py)."""
+    from tests.airflow_harness import AirflowHome
+
+    return AirflowHome.create(tmp_path_factory.mktemp("airflow_home"))

@@ -1,0 +1,1 @@
+"""Jetbase operators (see :mod:`airflow_provider_jetbase.operators.jetbase`)."""

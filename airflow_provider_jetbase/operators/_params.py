@@ -1,0 +1,141 @@
+"""Turning rendered template values into the engine's argument types, and formatting results.
+
+Jinja renders every templated field to a string (unless the DAG renders native objects), so a
+params-driven DAG hands the operator ``"3"``, ``"None"`` or ``"false"``. These helpers accept those
+forms and reject anything else with an error that names the parameter.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_jetbase.migration.results import MigrationRun
+
+# What an unset param renders to: `{{ params.count }}` with a None default gives "None".
+_EMPTY_STRINGS = {"", "none", "null"}
+_TRUE_STRINGS = {"true", "1", "yes", "y", "on"}
+_FALSE_STRINGS = {"false", "0", "no", "n", "off"}
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _EMPTY_STRINGS)
+
+
+def to_optional_positive_int(name: str, value: Any) -> int | None:
+    """``None``/``""``/``"None"`` -> None; ``3`` or ``"3"`` -> 3; anything else is a ValueError."""
+    if is_empty(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"Parameter '{name}' must be a positive integer, got the boolean {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError(f"Parameter '{name}' must be a positive integer, got {value!r}")
+    if number < 1:
+        raise ValueError(f"Parameter '{name}' must be a positive integer (1 or more), got {number}")
+    return number
+
+
+def to_optional_str(value: Any) -> str | None:
+    if is_empty(value):
+        return None
+    return str(value).strip()
+
+
+def to_bool(name: str, value: Any) -> bool:
+    """``True``/``"true"``/``"1"``/``"yes"`` and their opposites; anything else is a ValueError."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE_STRINGS:
+            return True
+        if lowered in _FALSE_STRINGS or lowered in _EMPTY_STRINGS:
+            return False
+    raise ValueError(f"Parameter '{name}' must be a boolean (true/false), got {value!r}")
+
+
+def resolve_migrations_dir(migrations_dir: str | os.PathLike[str], dag_fileloc: str | None) -> Path:
+    """An absolute path as given; a relative one against the DAG file's folder, never the cwd."""
+    path = Path(os.path.expanduser(os.fspath(migrations_dir)))
+    if not path.is_absolute():
+        if not dag_fileloc:
+            raise ValueError(
+                f"Parameter 'migrations_dir' is the relative path {os.fspath(migrations_dir)!r} but the "
+                "task has no DAG file to resolve it against: pass an absolute path"
+            )
+        path = Path(dag_fileloc).resolve().parent / path
+    if not path.is_dir():
+        raise ValueError(f"Parameter 'migrations_dir': the folder {str(path)!r} does not exist")
+    return path
+
+
+def dag_fileloc(context: Mapping[str, Any], task_dag: Any) -> str | None:
+    dag = context.get("dag") or task_dag
+    fileloc = getattr(dag, "fileloc", None)
+    return str(fileloc) if fileloc else None
+
+
+def lock_owner(context: Mapping[str, Any]) -> str:
+    """``dag_id/task_id/run_id/try`` so a held lock says which task instance holds it."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    task_id = getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", "?")
+    run_id = getattr(ti, "run_id", None) or context.get("run_id") or "?"
+    try_number = getattr(ti, "try_number", None)
+    return f"{dag_id}/{task_id}/{run_id}/{try_number if try_number is not None else '?'}"
+
+
+def runs_table(runs: Iterable[MigrationRun]) -> str:
+    """A fixed-width table: version, file, statements, milliseconds."""
+    rows = [
+        (
+            run.version or f"({run.migration_type})",
+            run.filename,
+            str(len(run.statements)),
+            f"{run.duration_ms:.1f}",
+        )
+        for run in runs
+    ]
+    header = ("version", "file", "statements", "ms")
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(4)]
+
+    def line(cells: tuple[str, str, str, str]) -> str:
+        return (
+            f"{cells[0]:<{widths[0]}} | {cells[1]:<{widths[1]}} | "
+            f"{cells[2]:>{widths[2]}} | {cells[3]:>{widths[3]}}"
+        )
+
+    separator = "-+-".join("-" * w for w in widths)
+    return "\n".join([line(header), separator, *(line(r) for r in rows)])
+
+
+def runs_sql(runs: Iterable[MigrationRun]) -> str:
+    """The SQL a dry run would execute, file by file, one statement per line ending in ';'."""
+    parts = []
+    for run in runs:
+        parts.append(f"-- {run.filename}")
+        parts.extend(f"{statement};" for statement in run.statements)
+    return "\n".join(parts)
+
+
+def run_summary(run: MigrationRun) -> dict[str, Any]:
+    """The XCom form of one run: no SQL text (that is in the log), only what a report needs."""
+    return {
+        "version": run.version,
+        "filename": run.filename,
+        "migration_type": run.migration_type,
+        "statements": len(run.statements),
+        "checksum": run.checksum,
+        "duration_ms": round(run.duration_ms, 3),
+    }

@@ -1,0 +1,392 @@
+"""Operators that run Jetbase migrations: upgrade, rollback and status.
+
+They are thin: each builds a :class:`~airflow_provider_jetbase.migration.Migrator` through
+:class:`~airflow_provider_jetbase.hooks.jetbase.JetbaseHook`, calls it, logs a table of what ran
+(and, for a dry run, the SQL), and returns a small JSON-able dict to XCom.
+
+Asset ("schema changed") events
+-------------------------------
+The upgrade operator declares the outlet ``AssetAlias(name="jetbase-schema-change:<conn_id>")`` and,
+only when it applied at least one migration (not in a dry run), emits an event for the asset
+``jetbase://<conn_id>`` (``jetbase_asset(conn_id)``) through that alias. A DAG that must run after
+every schema change is scheduled with ``schedule=[jetbase_asset("my_conn")]``. A plain ``Asset``
+outlet would not do: Airflow records an event for every declared asset when the task succeeds,
+so an "up to date" run would trigger the consumers too. An alias records only the events the task
+adds, and Airflow creates the asset the first time one is emitted. The event's ``extra`` holds
+``versions`` (applied, in order) and ``version_before``/``version_after``. When the conn id is
+templated, the asset URI uses the rendered id and the alias name the text written in the DAG.
+On Airflow 2.10/2.11 the same happens with ``DatasetAlias`` and ``Dataset``.
+
+Relative ``migrations_dir`` paths are resolved against the folder of the DAG file, never the
+worker's current directory, so ``migrations_dir="migrations/warehouse"`` works wherever the DAG
+folder is deployed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_jetbase.compat import Asset, AssetAlias, BaseOperator
+from airflow_provider_jetbase.operators import _params
+
+if TYPE_CHECKING:
+    from airflow_provider_jetbase.compat import Context
+    from airflow_provider_jetbase.migration import Migrator
+    from airflow_provider_jetbase.migration.results import MigrationRun
+
+DEFAULT_LOCK_TIMEOUT = 300.0
+ASSET_URI_SCHEME = "jetbase"
+
+
+def jetbase_asset_uri(jetbase_conn_id: str) -> str:
+    """``jetbase://<conn_id>``: the asset that stands for the schema of one connection's database."""
+    return f"{ASSET_URI_SCHEME}://{jetbase_conn_id}"
+
+
+def jetbase_asset(jetbase_conn_id: str) -> Asset:
+    """The asset an upgrade emits when it applied migrations; use it in a consumer DAG's schedule."""
+    return Asset(uri=jetbase_asset_uri(jetbase_conn_id))
+
+
+def jetbase_asset_alias(jetbase_conn_id: str) -> AssetAlias:
+    """The outlet alias of the upgrade operator (see the module docstring for why an alias)."""
+    return AssetAlias(name=f"jetbase-schema-change:{jetbase_conn_id}")
+
+
+class TaskKilledError(Exception):
+    """Raised in the task thread when Airflow kills the task, so the engine releases its lock."""
+
+
+class _JetbaseMigratorOperator(BaseOperator):
+    """Shared set-up: parameters rendered from templates, the Migrator, and clean kills."""
+
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        jetbase_conn_id: str = "jetbase_default",
+        migrations_dir: str | os.PathLike[str],
+        count: int | str | None = None,
+        to_version: str | None = None,
+        dry_run: bool | str = False,
+        strict: bool | str = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.jetbase_conn_id = jetbase_conn_id
+        self.migrations_dir = os.fspath(migrations_dir)
+        self.count = count
+        self.to_version = to_version
+        # Shadows BaseOperator.dry_run(), which Airflow 3 never calls (2.x only for
+        # `airflow tasks test --dry-run`): the public parameter name matters more.
+        self.dry_run = dry_run  # type: ignore[assignment,method-assign]
+        self.strict = strict
+        self.lock_timeout = lock_timeout
+        self._migrating = False
+        self._kill_requested = False
+
+    def _migrator(self, context: Context) -> Migrator:
+        from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
+
+        folder = _params.resolve_migrations_dir(
+            self.migrations_dir, _params.dag_fileloc(context, getattr(self, "dag", None))
+        )
+        return JetbaseHook(jetbase_conn_id=self.jetbase_conn_id).get_migrator(
+            folder,
+            lock_timeout=float(self.lock_timeout),
+            strict=_params.to_bool("strict", self.strict),
+            lock_owner=_params.lock_owner(context),
+            logger=self._engine_logger(),
+        )
+
+    def _engine_logger(self) -> logging.Logger:
+        # The engine forwards the jetbase package's records with Logger.handle(), which Airflow 3's
+        # structlog-based self.log lacks; a stdlib logger under airflow.task reaches the task log.
+        return logging.getLogger(f"airflow.task.operators.{type(self).__module__}.{type(self).__name__}")
+
+    def _run_migration(self, migrator: Migrator, call: Any) -> Any:
+        """Run ``call`` in this (the task's) thread, so a kill can interrupt it (see on_kill)."""
+        self._migrating = True
+        try:
+            return call()
+        finally:
+            self._migrating = False
+            _dispose(migrator)
+
+    def on_kill(self) -> None:
+        # Airflow 3 calls on_kill from its SIGTERM handler, in the task's main thread, and then lets
+        # the task go on until it is SIGKILLed. Raising here unwinds the engine's stack instead, so
+        # its `finally` releases the jetbase_lock row and rolls back the open migration; a SIGKILL
+        # would leave the lock held until someone runs `jetbase unlock`.
+        in_task_thread = threading.current_thread() is threading.main_thread()
+        if self._migrating and not self._kill_requested and in_task_thread:
+            self._kill_requested = True
+            raise TaskKilledError(
+                f"Task killed while migrating '{self.jetbase_conn_id}': the open migration is rolled back "
+                "and the Jetbase lock released"
+            )
+
+    def _log_runs(
+        self, verb: str, runs: Sequence[MigrationRun], dry_run: bool, before: Any, after: Any
+    ) -> None:
+        if not runs:
+            return
+        prefix = "Dry run: would have " if dry_run else ""
+        self.log.info(
+            "%s%s %d migration(s) on '%s' (version %s -> %s):\n%s",
+            prefix,
+            verb,
+            len(runs),
+            self.jetbase_conn_id,
+            before,
+            after,
+            _params.runs_table(runs),
+        )
+        if dry_run:
+            self.log.info("Dry run: SQL that would be executed:\n%s", _params.runs_sql(runs))
+
+
+class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
+    """Apply pending Jetbase migrations from ``migrations_dir`` to the connection's database.
+
+    :param jetbase_conn_id: Airflow connection (jetbase, postgres, mysql, sqlite, snowflake,
+        databricks or clickhouse type). Templated.
+    :param migrations_dir: folder of ``V<version>__<desc>.sql`` / ``RA__`` / ``ROC__`` files;
+        relative paths are resolved against the DAG file's folder. Templated.
+    :param count: apply at most this many versioned migrations (a positive integer). Templated.
+    :param to_version: apply up to and including this version. Templated.
+    :param dry_run: plan only: log the SQL, change nothing (accepts "true"/"false"). Templated.
+    :param skip_validation: skip Jetbase's checksum and file validations.
+    :param skip_checksum_validation: skip only the checksum validation.
+    :param skip_file_validation: skip only the missing-file validation.
+    :param strict: refuse files with constructs Jetbase's parser mishandles. Templated.
+    :param lock_timeout: seconds to wait for another migration run's lock before failing.
+    :param emit_asset_event: declare the schema-change outlet (see the module docstring).
+    :return: ``{"applied": [...], "versions_applied": [...], "version_before", "version_after",
+        "dry_run", "warnings"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "jetbase_conn_id",
+        "migrations_dir",
+        "count",
+        "to_version",
+        "dry_run",
+        "strict",
+    )
+
+    def __init__(
+        self,
+        *,
+        jetbase_conn_id: str = "jetbase_default",
+        migrations_dir: str | os.PathLike[str],
+        count: int | str | None = None,
+        to_version: str | None = None,
+        dry_run: bool | str = False,
+        skip_validation: bool = False,
+        skip_checksum_validation: bool = False,
+        skip_file_validation: bool = False,
+        strict: bool | str = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        emit_asset_event: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._asset_alias: AssetAlias | None = None
+        if emit_asset_event:
+            self._asset_alias = jetbase_asset_alias(jetbase_conn_id)
+            outlets = kwargs.pop("outlets", None)
+            if outlets is None:
+                outlets = []
+            elif not isinstance(outlets, (list, tuple)):
+                outlets = [outlets]
+            kwargs["outlets"] = [*outlets, self._asset_alias]
+        super().__init__(
+            jetbase_conn_id=jetbase_conn_id,
+            migrations_dir=migrations_dir,
+            count=count,
+            to_version=to_version,
+            dry_run=dry_run,
+            strict=strict,
+            lock_timeout=lock_timeout,
+            **kwargs,
+        )
+        self.skip_validation = skip_validation
+        self.skip_checksum_validation = skip_checksum_validation
+        self.skip_file_validation = skip_file_validation
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        count = _params.to_optional_positive_int("count", self.count)
+        to_version = _params.to_optional_str(self.to_version)
+        dry_run = _params.to_bool("dry_run", self.dry_run)
+        migrator = self._migrator(context)
+        result = self._run_migration(
+            migrator,
+            lambda: migrator.upgrade(
+                count=count,
+                to_version=to_version,
+                dry_run=dry_run,
+                skip_validation=self.skip_validation,
+                skip_checksum_validation=self.skip_checksum_validation,
+                skip_file_validation=self.skip_file_validation,
+            ),
+        )
+        for warning in result.warnings:
+            self.log.warning("%s", warning)
+        if result.applied:
+            self._log_runs("applied", result.applied, dry_run, result.version_before, result.version_after)
+        else:
+            self.log.info(
+                "Database of '%s' is up to date at version %s: nothing to apply",
+                self.jetbase_conn_id,
+                result.version_before,
+            )
+        versions = [run.version for run in result.applied]
+        if result.applied and not dry_run:
+            self._emit_schema_change(context, versions, result.version_before, result.version_after)
+        return {
+            "dry_run": dry_run,
+            "version_before": result.version_before,
+            "version_after": result.version_after,
+            "versions_applied": versions,
+            "applied": [_params.run_summary(run) for run in result.applied],
+            "warnings": list(result.warnings),
+        }
+
+    def _emit_schema_change(
+        self, context: Context, versions: list[str | None], before: str | None, after: str | None
+    ) -> None:
+        if self._asset_alias is None:
+            return
+        outlet_events = context.get("outlet_events")
+        if outlet_events is None:
+            self.log.warning("No outlet_events in the task context: no asset event emitted")
+            return
+        asset = jetbase_asset(self.jetbase_conn_id)
+        outlet_events[self._asset_alias].add(
+            asset, extra={"versions": list(versions), "version_before": before, "version_after": after}
+        )
+        self.log.info("Emitting asset event for %s", asset.uri)
+
+
+class JetbaseRollbackOperator(_JetbaseMigratorOperator):
+    """Roll back applied Jetbase migrations, newest first.
+
+    :param count: roll back this many versioned migrations (a positive integer). Templated.
+    :param to_version: roll back every migration after this version (it stays applied). Templated.
+        With neither, the engine rolls back one migration, as the ``jetbase`` CLI does.
+    :param dry_run: log the rollback SQL, change nothing. Templated.
+
+    Other parameters are those of :class:`JetbaseUpgradeOperator`.
+
+    :return: ``{"rolled_back": [...], "versions_rolled_back": [...], "version_before",
+        "version_after", "dry_run", "warnings"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "jetbase_conn_id",
+        "migrations_dir",
+        "count",
+        "to_version",
+        "dry_run",
+        "strict",
+    )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        count = _params.to_optional_positive_int("count", self.count)
+        to_version = _params.to_optional_str(self.to_version)
+        dry_run = _params.to_bool("dry_run", self.dry_run)
+        migrator = self._migrator(context)
+        result = self._run_migration(
+            migrator, lambda: migrator.rollback(count=count, to_version=to_version, dry_run=dry_run)
+        )
+        for warning in result.warnings:
+            self.log.warning("%s", warning)
+        if result.rolled_back:
+            self._log_runs(
+                "rolled back", result.rolled_back, dry_run, result.version_before, result.version_after
+            )
+        else:
+            self.log.info(
+                "Nothing to roll back on '%s' (version %s)", self.jetbase_conn_id, result.version_before
+            )
+        return {
+            "dry_run": dry_run,
+            "version_before": result.version_before,
+            "version_after": result.version_after,
+            "versions_rolled_back": [run.version for run in result.rolled_back],
+            "rolled_back": [_params.run_summary(run) for run in result.rolled_back],
+            "warnings": list(result.warnings),
+        }
+
+
+class JetbaseStatusOperator(BaseOperator):
+    """Report applied and pending migrations (and, optionally, Jetbase's validation findings).
+
+    Never changes the database and never fails on drift: it is meant for reports. Use
+    ``include_validation=True`` to add the checksum/missing-file/order findings.
+
+    :return: ``{"current", "applied": [...], "pending": [...], "lock": {...}, "validation"?}``
+    """
+
+    template_fields: Sequence[str] = ("jetbase_conn_id", "migrations_dir")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        jetbase_conn_id: str = "jetbase_default",
+        migrations_dir: str | os.PathLike[str],
+        include_validation: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.jetbase_conn_id = jetbase_conn_id
+        self.migrations_dir = os.fspath(migrations_dir)
+        self.include_validation = include_validation
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
+
+        folder = _params.resolve_migrations_dir(
+            self.migrations_dir, _params.dag_fileloc(context, getattr(self, "dag", None))
+        )
+        migrator = JetbaseHook(jetbase_conn_id=self.jetbase_conn_id).get_migrator(
+            folder, logger=logging.getLogger(f"airflow.task.operators.{__name__}.{type(self).__name__}")
+        )
+        try:
+            status = migrator.status()
+            lock = migrator.lock_status()
+            validation = migrator.validate() if self.include_validation else None
+        finally:
+            _dispose(migrator)
+        self.log.info(
+            "'%s' is at version %s: %d applied, %d pending%s",
+            self.jetbase_conn_id,
+            status.current,
+            len(status.applied),
+            len(status.pending),
+            ", LOCKED" if lock.is_locked else "",
+        )
+        for pending in status.pending:
+            self.log.info("pending: %s", pending.filename)
+        report: dict[str, Any] = status.to_dict()
+        report["lock"] = lock.to_dict()
+        if validation is not None:
+            report["validation"] = validation.to_dict()
+            for finding in validation.findings:
+                self.log.warning("%s: %s", finding.kind, finding.message)
+        return report
+
+
+def _dispose(migrator: Any) -> None:
+    # The hook makes a new Engine per migrator; close its pool so no connection outlives the task.
+    engine = getattr(migrator, "engine", None)
+    dispose = getattr(engine, "dispose", None)
+    if callable(dispose):
+        dispose()

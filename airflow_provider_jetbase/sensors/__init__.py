@@ -1,0 +1,1 @@
+"""Jetbase sensors (see :mod:`airflow_provider_jetbase.sensors.jetbase`)."""

@@ -1,0 +1,109 @@
+"""JetbaseVersionSensor: waits until a database's schema reaches a given migration version."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_jetbase.compat import BaseSensorOperator
+
+if TYPE_CHECKING:
+    from airflow_provider_jetbase.compat import Context
+
+
+def _default_deferrable() -> bool:
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow 2.x
+        from airflow.configuration import conf
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
+
+
+def _poke_return_value(is_done: bool, xcom_value: Any) -> Any:
+    try:
+        from airflow.sdk import PokeReturnValue
+    except ImportError:  # Airflow 2.x
+        from airflow.sensors.base import PokeReturnValue  # type: ignore[no-redef]
+    return PokeReturnValue(is_done=is_done, xcom_value=xcom_value)
+
+
+class JetbaseVersionSensor(BaseSensorOperator):
+    """Done when the latest applied *versioned* migration is at or past ``target_version`` in
+    Jetbase's version order (``1.9 < 1.10 < 2``; ``1_2`` and ``1.2`` are the same). A database
+    without Jetbase's version table is "not yet". Each poke is one query.
+
+    :param jetbase_conn_id: the Airflow connection of the database. Templated.
+    :param target_version: the version to wait for. Templated.
+    :param deferrable: wait in the triggerer (:class:`JetbaseVersionTrigger`) instead of a worker
+        slot; defaults to ``[operators] default_deferrable``. ``mode``, ``poke_interval``,
+        ``timeout`` and ``soft_fail`` work as for any sensor (a deferred wait uses ``timeout`` as
+        the deferral timeout).
+    :return: ``{"current_version", "target_version"}`` when done.
+    """
+
+    template_fields: Sequence[str] = ("jetbase_conn_id", "target_version")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        jetbase_conn_id: str = "jetbase_default",
+        target_version: str,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.jetbase_conn_id = jetbase_conn_id
+        self.target_version = target_version
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def poke(self, context: Context) -> Any:
+        from airflow_provider_jetbase.triggers.jetbase import check_version
+
+        reached, current = check_version(self.jetbase_conn_id, str(self.target_version))
+        self.log.info(
+            "'%s' is at version %s; target %s %s",
+            self.jetbase_conn_id,
+            current,
+            self.target_version,
+            "reached" if reached else "not reached yet",
+        )
+        return _poke_return_value(reached, self._xcom(current))
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        # One check first: a version that is already live needs no trip through the triggerer.
+        done = self.poke(context)
+        if done:
+            return done.xcom_value
+        from airflow_provider_jetbase.triggers.jetbase import JetbaseVersionTrigger
+
+        self.defer(
+            trigger=JetbaseVersionTrigger(
+                jetbase_conn_id=self.jetbase_conn_id,
+                target_version=str(self.target_version),
+                poke_interval=float(self.poke_interval),
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=float(self.timeout)),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or event.get("status") != "success":
+            message = (event or {}).get("message") or f"Trigger returned no usable event: {event!r}"
+            # AirflowException so that soft_fail/never_fail apply (BaseSensorOperator.resume_execution).
+            from airflow.exceptions import AirflowException
+
+            raise AirflowException(message)
+        self.log.info(
+            "'%s' reached version %s (target %s)",
+            self.jetbase_conn_id,
+            event.get("current_version"),
+            self.target_version,
+        )
+        return self._xcom(event.get("current_version"))
+
+    def _xcom(self, current: str | None) -> dict[str, Any]:
+        return {"current_version": current, "target_version": str(self.target_version)}

@@ -1,0 +1,1 @@
+"""Jetbase triggers (see :mod:`airflow_provider_jetbase.triggers.jetbase`)."""

@@ -1,0 +1,7 @@
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(100) NOT NULL
+);
+
+-- rollback
+DROP TABLE events;

@@ -1,0 +1,231 @@
+"""Run real DAG files with ``dag.test()`` in a subprocess against a throw-away Airflow home.
+
+``AirflowHome.create(folder)`` runs ``airflow db migrate`` once (SQLite metadata, ~5 s);
+``home.run_dag(dag_file, dag_id, connections={...}, run_conf={...})`` runs one DagRun of a DAG that
+sits in a dags folder (``dag.test()`` refuses DAGs from files outside the configured dags folder)
+and returns the run's state, each task's state and return value, and the asset events it emitted.
+
+Connections reach the subprocess as ``AIRFLOW_CONN_<ID>`` variables of ITS environment only; the
+test process's own ``os.environ`` is never written.
+
+This file is also the subprocess's entry point: ``python airflow_harness.py DAG_FILE DAG_ID CONF``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy.engine import URL
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_DAGS = REPO_ROOT / "example_dags"
+RESULT_MARKER = "HARNESS_RESULT "
+
+
+def conn_env_value(url: URL | str) -> str:
+    """An ``AIRFLOW_CONN_*`` value (JSON) for a SQLAlchemy URL or a SQLite file path.
+
+    The ``jetbase`` connection type carries any SQLAlchemy URL verbatim, which keeps the exact
+    driver (``postgresql+psycopg2``...) and needs no URI-encoding rules of Airflow's own.
+    """
+    if isinstance(url, URL):
+        rendered = url.render_as_string(hide_password=False)
+        return json.dumps({"conn_type": "jetbase", "extra": {"sqlalchemy_url": rendered}})
+    return json.dumps({"conn_type": "sqlite", "host": str(url)})
+
+
+@dataclass
+class DagRunOutcome:
+    returncode: int
+    output: str
+    state: str | None = None
+    tasks: dict[str, str | None] = field(default_factory=dict)
+    xcom: dict[str, Any] = field(default_factory=dict)
+    asset_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def explain(self) -> str:
+        summary = f"returncode={self.returncode} state={self.state} tasks={self.tasks}"
+        return f"{summary}\n--- output ---\n{self.output}"
+
+
+@dataclass(frozen=True)
+class AirflowHome:
+    path: Path
+
+    @classmethod
+    def create(cls, path: Path) -> AirflowHome:
+        path.mkdir(parents=True, exist_ok=True)
+        home = cls(path)
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+            env=home.env(dags_folder=EXAMPLE_DAGS),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
+        return home
+
+    def env(self, dags_folder: Path, connections: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.path),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            }
+        )
+        for conn_id, value in (connections or {}).items():
+            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+        return env
+
+    def run_dag(
+        self,
+        dag_file: Path,
+        dag_id: str,
+        *,
+        connections: Mapping[str, str] | None = None,
+        run_conf: Mapping[str, Any] | None = None,
+    ) -> DagRunOutcome:
+        return self.start_dag(dag_file, dag_id, connections=connections, run_conf=run_conf).wait()
+
+    def start_dag(
+        self,
+        dag_file: Path,
+        dag_id: str,
+        *,
+        connections: Mapping[str, str] | None = None,
+        run_conf: Mapping[str, Any] | None = None,
+    ) -> RunningDag:
+        """Start the DagRun and return at once (to act on a database while a sensor waits)."""
+        # Files, not pipes: nobody reads while the run goes on, and a full pipe would block Airflow.
+        stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in wait()
+        proc = subprocess.Popen(
+            [sys.executable, __file__, str(dag_file), dag_id, json.dumps(dict(run_conf or {}))],
+            env=self.env(dag_file.parent, connections),
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+        return RunningDag(self, dag_id, proc, stdout, stderr, runs_before=self._run_ids(dag_id))
+
+    def _run_ids(self, dag_id: str) -> set[str]:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(self.path / "airflow.db", timeout=30)) as db:
+            rows = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchall()
+        return {row[0] for row in rows}
+
+    def deferred_runs(self, dag_id: str, task_id: str) -> set[str]:
+        """Run ids in which ``task_id`` deferred (``next_method`` set). dag.test() runs the trigger
+        inline with the task instance back in ``queued``, so ``deferred`` itself is never seen."""
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(self.path / "airflow.db", timeout=30)) as db:
+            rows = db.execute(
+                "SELECT run_id FROM task_instance "
+                "WHERE dag_id = ? AND task_id = ? AND next_method IS NOT NULL",
+                (dag_id, task_id),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+
+@dataclass
+class RunningDag:
+    home: AirflowHome
+    dag_id: str
+    proc: subprocess.Popen[str]
+    stdout_file: IO[str]
+    stderr_file: IO[str]
+    runs_before: set[str] = field(default_factory=set)
+
+    def wait_for_deferral(self, task_id: str) -> bool:
+        """Poll (no time limit: the DAG's own timeouts end it) until ``task_id`` defers in a run
+        that did not exist before this one started; False if the run ended first."""
+        while self.proc.poll() is None:
+            if self.home.deferred_runs(self.dag_id, task_id) - self.runs_before:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def wait(self) -> DagRunOutcome:
+        self.proc.wait()
+        with self.stdout_file, self.stderr_file:
+            self.stdout_file.seek(0)
+            self.stderr_file.seek(0)
+            stdout, stderr = self.stdout_file.read(), self.stderr_file.read()
+        outcome = DagRunOutcome(returncode=self.proc.returncode, output=stdout + stderr)
+        for line in stdout.splitlines():
+            if line.startswith(RESULT_MARKER):
+                data = json.loads(line[len(RESULT_MARKER) :])
+                outcome.state = data["state"]
+                outcome.tasks = data["tasks"]
+                outcome.xcom = data["xcom"]
+                outcome.asset_events = data["asset_events"]
+        return outcome
+
+
+def _run_in_subprocess(dag_file: str, dag_id: str, conf_json: str) -> None:
+    """Import the DAG file (not as __main__, so its own dag.test() guard stays off) and test it."""
+    import importlib.util
+
+    from sqlalchemy import select
+
+    spec = importlib.util.spec_from_file_location(f"harness_dag_{dag_id}", dag_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = next(
+        value
+        for value in vars(module).values()
+        if getattr(value, "dag_id", None) == dag_id and hasattr(value, "test")
+    )
+    dag_run = dag.test(run_conf=json.loads(conf_json) or None)
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == dag_run.run_id)
+        ).all()
+        xcoms = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == dag_run.run_id,
+                XComModel.key == "return_value",
+            )
+        ).all()
+        events = session.execute(
+            select(AssetEvent, AssetModel.uri)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
+        result = {
+            "state": str(dag_run.state),
+            "tasks": {ti.task_id: (str(ti.state) if ti.state else None) for ti in tis},
+            "xcom": {x.task_id: XComModel.deserialize_value(x) for x in xcoms},
+            "asset_events": [
+                {"uri": uri, "task_id": event.source_task_id, "extra": event.extra} for event, uri in events
+            ],
+        }
+    print(RESULT_MARKER + json.dumps(result, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    _run_in_subprocess(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -1,0 +1,152 @@
+"""Every example DAG end to end with dag.test() (real Airflow, SQLite metadata) on SQLite and on the
+real PostgreSQL, checking the resulting version table. The DAGs' connection ``jetbase_demo`` is
+passed to the Airflow subprocess as ``AIRFLOW_CONN_JETBASE_DEMO``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from tests.airflow_harness import EXAMPLE_DAGS, REPO_ROOT, AirflowHome, DagRunOutcome, conn_env_value
+from tests.operator_helpers import applied_versions, table_names
+
+KINDS = ["sqlite", "postgres"]
+
+
+def _url(kind: str, request: pytest.FixtureRequest) -> URL:
+    url: URL = request.getfixturevalue(f"{kind}_url")
+    return url
+
+
+def _run(home: AirflowHome, name: str, url: URL, run_conf: dict[str, object] | None = None) -> DagRunOutcome:
+    outcome = home.run_dag(
+        EXAMPLE_DAGS / f"{name}.py",
+        name,
+        connections={"jetbase_demo": conn_env_value(url)},
+        run_conf=run_conf,
+    )
+    assert outcome.state == "success", outcome.explain()
+    return outcome
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_migrate_before_etl(kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome) -> None:
+    url = _url(kind, request)
+    first = _run(airflow_home, "example_jetbase_migrate_before_etl", url)
+    assert applied_versions(url) == ["1", "2", "3"]
+    assert first.xcom["migrate"]["versions_applied"] == ["1", "2", "3"]
+    etl = first.xcom["load_daily_sales"]
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT orders_count, total_cents FROM daily_sales WHERE sales_day = :d"),
+                {"d": etl["day"]},
+            ).one()
+    finally:
+        engine.dispose()
+    assert (row[0], row[1]) == (etl["orders"], etl["total_cents"]) == (3, 6549)
+    assert [(e["uri"], e["task_id"]) for e in first.asset_events] == [("jetbase://jetbase_demo/", "migrate")]
+    assert first.asset_events[0]["extra"]["versions"] == ["1", "2", "3"]
+    assert "V3__create_daily_sales.sql" in first.output  # the table of what ran is in the task log
+
+    second = _run(airflow_home, "example_jetbase_migrate_before_etl", url)
+    assert second.xcom["migrate"]["versions_applied"] == []
+    assert second.xcom["migrate"]["version_after"] == "3"
+    assert second.asset_events == []  # nothing applied: no schema-change event
+    assert "up to date" in second.output
+    assert applied_versions(url) == ["1", "2", "3"]
+
+
+def _apply_rollback_example_migrations(url: URL) -> None:
+    _upgrade(url, EXAMPLE_DAGS / "migrations" / "rollback")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rollback_dry_run_first_then_count_then_to_version(
+    kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome
+) -> None:
+    url = _url(kind, request)
+    _apply_rollback_example_migrations(url)
+    assert applied_versions(url) == ["1", "2", "3"]
+
+    preview_only = _run(airflow_home, "example_jetbase_rollback", url, {"count": 2, "dry_run_only": True})
+    assert preview_only.xcom["preview_rollback"]["versions_rolled_back"] == ["3", "2"]
+    assert preview_only.xcom["rollback"]["dry_run"] is True
+    assert "DROP TABLE stock;" in preview_only.output  # the dry run logs the SQL
+    assert applied_versions(url) == ["1", "2", "3"]
+
+    by_count = _run(airflow_home, "example_jetbase_rollback", url, {"count": 1})
+    assert by_count.xcom["rollback"]["versions_rolled_back"] == ["3"]
+    assert applied_versions(url) == ["1", "2"]
+    assert "stock" not in table_names(url)
+
+    to_version = _run(airflow_home, "example_jetbase_rollback", url, {"to_version": "1"})
+    assert to_version.xcom["rollback"]["versions_rolled_back"] == ["2"]
+    assert applied_versions(url) == ["1"]
+    assert "products" in table_names(url) and "prices" not in table_names(url)
+
+
+def _upgrade(url: URL, folder: Path, **kwargs: object) -> None:
+    from airflow_provider_jetbase.migration import Migrator
+
+    engine = create_engine(url)
+    try:
+        Migrator(engine, folder).upgrade(**kwargs)  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_wait_for_version_defers_then_resumes_when_the_version_lands(
+    kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome
+) -> None:
+    url = _url(kind, request)
+    folder = EXAMPLE_DAGS / "migrations" / "wait_for_version"
+    _upgrade(url, folder, count=1)  # at version 1: the sensor must wait for 2
+    name = "example_jetbase_wait_for_version"
+    running = airflow_home.start_dag(
+        EXAMPLE_DAGS / f"{name}.py", name, connections={"jetbase_demo": conn_env_value(url)}
+    )
+    deferred = running.wait_for_deferral("wait_for_v2")
+    _upgrade(url, folder)  # another pipeline applies version 2 while the trigger polls
+    outcome = running.wait()
+    assert deferred, outcome.explain()
+    assert outcome.state == "success", outcome.explain()
+    assert outcome.tasks == {"wait_for_v2": "success", "count_events": "success"}
+    assert outcome.xcom["wait_for_v2"] == {"current_version": "2", "target_version": "2"}
+    assert outcome.xcom["count_events"] == {"event_counts_rows": 0}
+    assert "waiting for 2" in outcome.output  # the trigger polled at least once before version 2 landed
+    assert applied_versions(url) == ["1", "2"]
+
+
+def test_demo_script_end_to_end(tmp_path: Path) -> None:
+    """`make demo` in a scratch folder: first run applies, second is up to date."""
+    import subprocess
+    import sys
+
+    env = {
+        k: v for k, v in __import__("os").environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    first, _, second = out.partition("Run 2 of")
+    assert "applied 3 migration(s), version None -> 3" in first
+    for name in ("V1__create_customers.sql", "V2__create_orders.sql", "V3__create_daily_sales.sql"):
+        assert name in first
+    assert "up to date at version 3" in second
+    assert applied_versions(URL.create("sqlite", database=str(tmp_path / "demo" / "demo_target.db"))) == [
+        "1",
+        "2",
+        "3",
+    ]

@@ -1,0 +1,370 @@
+"""JetbaseUpgradeOperator / JetbaseRollbackOperator / JetbaseStatusOperator on real databases.
+
+execute() runs in-process with a real Airflow task context (templates rendered by Airflow, a real
+outlet-events accessor); the connection comes from an ``AIRFLOW_CONN_*`` variable set with
+monkeypatch. Task-state behaviour (a failing migration fails the task) is checked with dag.test().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from tests.airflow_harness import REPO_ROOT, AirflowHome, conn_env_value
+from tests.operator_helpers import (
+    CONN_ID,
+    UseConn,
+    alias_events,
+    applied_versions,
+    make_dag,
+    render_and_execute,
+    table_names,
+    write_migrations,
+)
+
+
+@pytest.fixture
+def use_conn(monkeypatch: pytest.MonkeyPatch) -> UseConn:
+    def _use(url: URL) -> None:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", conn_env_value(url))
+
+    return _use
+
+
+def _upgrade(dag_file: Path, migrations: str | Path, **kwargs: Any) -> Any:
+    from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
+
+    dag = make_dag("t_upgrade", fileloc=dag_file, params=kwargs.pop("params", None))
+    with dag:
+        return JetbaseUpgradeOperator(
+            task_id="upgrade", jetbase_conn_id=CONN_ID, migrations_dir=str(migrations), **kwargs
+        )
+
+
+def _rollback(dag_file: Path, migrations: str | Path, **kwargs: Any) -> Any:
+    from airflow_provider_jetbase.operators.jetbase import JetbaseRollbackOperator
+
+    dag = make_dag("t_rollback", fileloc=dag_file)
+    with dag:
+        return JetbaseRollbackOperator(
+            task_id="rollback", jetbase_conn_id=CONN_ID, migrations_dir=str(migrations), **kwargs
+        )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upgrade_xcom_matches_version_table_and_emits_asset_event(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, use_conn: UseConn
+) -> None:
+    url: URL = request.getfixturevalue(f"{kind}_url")
+    use_conn(url)
+    migrations = write_migrations(tmp_path / "dags" / "migrations")
+    op = _upgrade(tmp_path / "dags" / "dag.py", migrations)
+
+    result, context = render_and_execute(op)
+
+    assert applied_versions(url) == ["1", "2", "3"]
+    assert result["versions_applied"] == ["1", "2", "3"]
+    assert (result["version_before"], result["version_after"], result["dry_run"]) == (None, "3", False)
+    assert [r["filename"] for r in result["applied"]] == sorted(
+        name for name in os.listdir(migrations) if name.endswith(".sql")
+    )
+    assert all(r["statements"] == 1 and r["duration_ms"] >= 0 for r in result["applied"])
+    json.dumps(result)  # XCom must be JSON
+    events = alias_events(context)
+    assert len(events) == 1
+    assert events[0].dest_asset_key.name == f"jetbase://{CONN_ID}"
+    assert events[0].extra == {"versions": ["1", "2", "3"], "version_before": None, "version_after": "3"}
+
+    # Second run: up to date, nothing applied, no asset event.
+    again = _upgrade(tmp_path / "dags" / "dag.py", migrations)
+    result2, context2 = render_and_execute(again)
+    assert result2["versions_applied"] == [] and result2["version_after"] == "3"
+    assert alias_events(context2) == []
+
+
+def test_outlet_is_an_alias_so_nothing_is_recorded_unless_added(tmp_path: Path) -> None:
+    from airflow.sdk import Asset, AssetAlias
+
+    op = _upgrade(tmp_path / "dag.py", tmp_path)
+    assert [o for o in op.outlets if isinstance(o, Asset)] == []
+    assert [o.name for o in op.outlets if isinstance(o, AssetAlias)] == [f"jetbase-schema-change:{CONN_ID}"]
+    assert _upgrade(tmp_path / "dag.py", tmp_path, emit_asset_event=False).outlets == []
+
+
+def test_templated_count_and_to_version_from_params(
+    sqlite_url: URL, tmp_path: Path, use_conn: UseConn
+) -> None:
+    use_conn(sqlite_url)
+    migrations = write_migrations(tmp_path / "migrations")
+    op = _upgrade(tmp_path / "dag.py", migrations, count="{{ params.count }}")
+    result, _ = render_and_execute(op, params={"count": 2})
+    assert op.count == "2"  # Jinja rendered a string; the operator converted it
+    assert result["versions_applied"] == ["1", "2"]
+    assert applied_versions(sqlite_url) == ["1", "2"]
+
+    op = _upgrade(tmp_path / "dag.py", migrations, count="{{ params.count }}", to_version="{{ params.to }}")
+    result, _ = render_and_execute(op, params={"count": None, "to": "3"})
+    assert result["versions_applied"] == ["3"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "abc", "1.5", "2 rows", True])
+def test_bad_count_is_rejected_naming_the_parameter(
+    bad: object, sqlite_url: URL, tmp_path: Path, use_conn: UseConn
+) -> None:
+    use_conn(sqlite_url)
+    migrations = write_migrations(tmp_path / "migrations")
+    op = _upgrade(tmp_path / "dag.py", migrations, count="{{ params.count }}")
+    with pytest.raises(ValueError, match="Parameter 'count' must be a positive integer"):
+        render_and_execute(op, params={"count": bad})
+    assert applied_versions(sqlite_url) == []
+
+
+def test_bad_dry_run_is_rejected(sqlite_url: URL, tmp_path: Path, use_conn: UseConn) -> None:
+    use_conn(sqlite_url)
+    op = _upgrade(tmp_path / "dag.py", write_migrations(tmp_path / "m"), dry_run="{{ params.dry }}")
+    with pytest.raises(ValueError, match="Parameter 'dry_run' must be a boolean"):
+        render_and_execute(op, params={"dry": "perhaps"})
+    assert applied_versions(sqlite_url) == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_templated_dry_run_changes_nothing(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, use_conn: UseConn
+) -> None:
+    url: URL = request.getfixturevalue(f"{kind}_url")
+    use_conn(url)
+    migrations = write_migrations(tmp_path / "migrations")
+    op = _upgrade(tmp_path / "dag.py", migrations, dry_run="{{ params.dry }}")
+    result, context = render_and_execute(op, params={"dry": True})  # renders to the string "True"
+    assert result["dry_run"] is True
+    assert result["versions_applied"] == ["1", "2", "3"]
+    assert applied_versions(url) == []
+    assert not {"table_a", "table_b", "table_c"} & table_names(url)
+    assert alias_events(context) == []  # a dry run is not a schema change
+
+
+def test_relative_migrations_dir_resolves_against_dag_file_not_cwd(
+    sqlite_url: URL, tmp_path: Path, use_conn: UseConn
+) -> None:
+    use_conn(sqlite_url)
+    dags = tmp_path / "deployed" / "dags"
+    write_migrations(dags / "migrations" / "warehouse")
+    assert Path.cwd() != dags  # the worker's cwd has no such folder
+    op = _upgrade(dags / "etl_dag.py", "migrations/warehouse")
+    result, _ = render_and_execute(op)
+    assert result["versions_applied"] == ["1", "2", "3"]
+
+    missing = _upgrade(dags / "etl_dag.py", "migrations/nope")
+    with pytest.raises(ValueError, match=r"'migrations_dir'.*deployed/dags/migrations/nope.*does not exist"):
+        render_and_execute(missing)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_rollback_by_count_and_to_version(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, use_conn: UseConn
+) -> None:
+    url: URL = request.getfixturevalue(f"{kind}_url")
+    use_conn(url)
+    migrations = write_migrations(tmp_path / "migrations")
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations))
+
+    dry, _ = render_and_execute(_rollback(tmp_path / "dag.py", migrations, count=2, dry_run="true"))
+    assert dry["dry_run"] is True and dry["versions_rolled_back"] == ["3", "2"]
+    assert applied_versions(url) == ["1", "2", "3"]
+
+    by_count, _ = render_and_execute(
+        _rollback(tmp_path / "dag.py", migrations, count="{{ params.n }}"), {"n": 1}
+    )
+    assert by_count["versions_rolled_back"] == ["3"]
+    assert (by_count["version_before"], by_count["version_after"]) == ("3", "2")
+    assert applied_versions(url) == ["1", "2"]
+    assert "table_c" not in table_names(url)
+
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations))
+    to_version, _ = render_and_execute(_rollback(tmp_path / "dag.py", migrations, to_version="1"))
+    assert to_version["versions_rolled_back"] == ["3", "2"]
+    assert to_version["version_after"] == "1"
+    assert applied_versions(url) == ["1"]
+    assert {"table_b", "table_c"}.isdisjoint(table_names(url)) and "table_a" in table_names(url)
+
+
+def test_engine_error_propagates_with_its_message(sqlite_url: URL, tmp_path: Path, use_conn: UseConn) -> None:
+    from airflow_provider_jetbase.migration.errors import MigrationExecutionError
+
+    use_conn(sqlite_url)
+    migrations = write_migrations(
+        tmp_path / "migrations",
+        {
+            "V1__ok.sql": "CREATE TABLE ok_table (id INTEGER);\n",
+            "V2__broken.sql": "CREATE TABLE broken (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
+        },
+    )
+    with pytest.raises(MigrationExecutionError, match="V2__broken.sql") as info:
+        render_and_execute(_upgrade(tmp_path / "dag.py", migrations))
+    assert "no_such_table" in str(info.value)
+    assert applied_versions(sqlite_url) == ["1"]
+
+
+def test_status_operator_reports_applied_pending_and_lock(
+    sqlite_url: URL, tmp_path: Path, use_conn: UseConn
+) -> None:
+    from airflow_provider_jetbase.operators.jetbase import JetbaseStatusOperator
+
+    use_conn(sqlite_url)
+    migrations = write_migrations(tmp_path / "migrations")
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations, count=1))
+    with make_dag("t_status", fileloc=tmp_path / "dag.py"):
+        op = JetbaseStatusOperator(
+            task_id="status", jetbase_conn_id=CONN_ID, migrations_dir="migrations", include_validation=True
+        )
+    report, _ = render_and_execute(op)
+    json.dumps(report)
+    assert report["current"] == "1"
+    assert [row["version"] for row in report["applied"]] == ["1"]
+    assert [p["filename"] for p in report["pending"]] == ["V2__create_b.sql", "V3__create_c.sql"]
+    assert report["lock"]["is_locked"] is False
+    assert report["validation"]["ok"] is True
+
+
+def test_failing_migration_fails_the_task_with_the_engine_message(
+    airflow_home: AirflowHome, tmp_path: Path, sqlite_url: URL
+) -> None:
+    dags = tmp_path / "dags"
+    write_migrations(
+        dags / "migrations",
+        {
+            "V1__ok.sql": "CREATE TABLE ok_table (id INTEGER);\n",
+            "V2__broken.sql": "INSERT INTO no_such_table VALUES (1);\n",
+        },
+    )
+    (dags / "failing_dag.py").write_text(
+        textwrap.dedent(
+            """
+            import datetime as dt
+            from airflow.sdk import DAG
+            from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
+
+            with DAG("jetbase_failing", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+                JetbaseUpgradeOperator(
+                    task_id="migrate", jetbase_conn_id="jb_fail", migrations_dir="migrations"
+                )
+            """
+        )
+    )
+    outcome = airflow_home.run_dag(
+        dags / "failing_dag.py", "jetbase_failing", connections={"jb_fail": conn_env_value(sqlite_url)}
+    )
+    assert outcome.tasks == {"migrate": "failed"}, outcome.explain()
+    assert outcome.state == "failed"
+    assert "MigrationExecutionError" in outcome.output and "V2__broken.sql" in outcome.output
+    assert "no_such_table" in outcome.output
+    assert outcome.asset_events == []
+    assert applied_versions(sqlite_url) == ["1"]
+
+
+KILL_SCRIPT = """
+import signal, sys
+sys.path.insert(0, {repo!r})
+from tests.operator_helpers import make_dag, render_and_execute
+from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
+
+with make_dag("t_kill", fileloc={dag_file!r}):
+    op = JetbaseUpgradeOperator(task_id="slow", jetbase_conn_id="jb_test", migrations_dir={migrations!r})
+# What Airflow 3's task runner installs: on SIGTERM it only calls task.on_kill().
+signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())
+render_and_execute(op)
+"""
+
+
+def test_sigterm_during_migration_rolls_back_and_releases_the_lock(postgres_url: URL, tmp_path: Path) -> None:
+    migrations = write_migrations(
+        tmp_path / "migrations",
+        {
+            "V1__quick.sql": "CREATE TABLE quick (id INTEGER);\n",
+            "V2__slow.sql": "CREATE TABLE slow (id INTEGER);\nSELECT pg_sleep(3);\n",
+        },
+    )
+    script = KILL_SCRIPT.format(
+        repo=str(REPO_ROOT), dag_file=str(tmp_path / "dag.py"), migrations=str(migrations)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = conn_env_value(postgres_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    engine = create_engine(postgres_url)
+    try:
+        # Wait (without a time limit: the child ends by itself) until V2 is running under the lock.
+        while proc.poll() is None:
+            with engine.connect() as conn:
+                running = conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'")
+                ).scalar_one()
+            if running:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the migration finished before it could be killed"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate()
+        with engine.connect() as conn:
+            locked = conn.execute(text("SELECT is_locked FROM jetbase_lock WHERE id = 1")).scalar_one()
+    finally:
+        engine.dispose()
+    assert proc.returncode != 0
+    assert "TaskKilledError" in output, output
+    assert not locked, output
+    assert applied_versions(postgres_url) == ["1"]
+    assert "slow" not in table_names(postgres_url)  # PostgreSQL rolled the open migration back
+
+
+HEAVY_MODULES = (
+    "sqlalchemy.dialects.postgresql",
+    "psycopg2",
+    "pymysql",
+    "snowflake",
+    "databricks",
+    "cryptography",
+    "jetbase.cli",
+    "jetbase.commands",
+)
+
+
+def _heavy_modules_after(imports: str) -> set[str]:
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        {imports}
+        heavy = {HEAVY_MODULES!r}
+        loaded = [h for h in heavy if any(m == h or m.startswith(h + ".") for m in sys.modules)]
+        print(json.dumps(sorted(loaded)))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_operator_sensor_trigger_modules_stays_cheap() -> None:
+    # `import airflow` itself loads cryptography and sqlalchemy.dialects.postgresql (its ORM and
+    # Fernet), so those are measured against that baseline; drivers and jetbase's CLI never load.
+    baseline = _heavy_modules_after("import airflow, airflow.sdk, airflow.triggers.base")
+    ours = _heavy_modules_after(
+        "import airflow_provider_jetbase.operators.jetbase, airflow_provider_jetbase.sensors.jetbase, "
+        "airflow_provider_jetbase.triggers.jetbase"
+    )
+    assert ours - baseline == set()
+    assert ours.isdisjoint(
+        {"psycopg2", "pymysql", "snowflake", "databricks", "jetbase.cli", "jetbase.commands"}
+    )
