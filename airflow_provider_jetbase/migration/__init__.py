@@ -1,0 +1,56 @@
+"""The migration engine: Jetbase's upgrade, rollback, status and validation on an injected engine.
+
+Plain Python over SQLAlchemy, no Airflow imports. See ``migrator.py`` for where it differs from the
+``jetbase`` CLI and why.
+"""
+
+from airflow_provider_jetbase.migration.errors import (
+    DuplicateVersionError,
+    IncompatibleTableError,
+    InvalidArgumentError,
+    JetbaseError,
+    LockTimeoutError,
+    MigrationExecutionError,
+    MigrationFileError,
+    ParsingHazardError,
+    ValidationFailedError,
+    VersionNotFoundError,
+)
+from airflow_provider_jetbase.migration.migrator import Migrator
+from airflow_provider_jetbase.migration.results import (
+    AppliedMigration,
+    LockInfo,
+    MigrationRun,
+    PendingMigration,
+    RollbackResult,
+    StatusReport,
+    UpgradeResult,
+    ValidationFinding,
+    ValidationReport,
+)
+from airflow_provider_jetbase.migration.state import fetch_current_version, version_key
+
+__all__ = [
+    "AppliedMigration",
+    "DuplicateVersionError",
+    "IncompatibleTableError",
+    "InvalidArgumentError",
+    "JetbaseError",
+    "LockInfo",
+    "LockTimeoutError",
+    "MigrationExecutionError",
+    "MigrationFileError",
+    "MigrationRun",
+    "Migrator",
+    "ParsingHazardError",
+    "PendingMigration",
+    "RollbackResult",
+    "StatusReport",
+    "UpgradeResult",
+    "ValidationFailedError",
+    "ValidationFinding",
+    "ValidationReport",
+    "VersionNotFoundError",
+    "fetch_current_version",
+    "version_key",
+]

@@ -1,0 +1,88 @@
+"""Exceptions raised by the migration engine.
+
+Every message names the file, version or argument at fault and never contains a connection URL or
+any other secret: operators put these messages in task logs as they are.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_jetbase.migration.results import MigrationRun, ValidationReport
+
+
+class JetbaseError(Exception):
+    """Base class of every error raised by the engine."""
+
+
+class InvalidArgumentError(JetbaseError, ValueError):
+    """A caller passed an invalid argument (count, to_version, both count and to_version...)."""
+
+
+class MigrationFileError(JetbaseError):
+    """A migration file is malformed, unreadable, missing, or lacks a needed section."""
+
+    def __init__(self, message: str, *, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.filename = filename
+
+
+class DuplicateVersionError(MigrationFileError):
+    """Two files share one normalised version (``V2.0`` and ``V2_0``)."""
+
+
+class ParsingHazardError(MigrationFileError):
+    """``strict=True``: a file contains a construct Jetbase's parser mishandles."""
+
+    def __init__(self, message: str, *, hazards: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.hazards = hazards
+
+
+class ValidationFailedError(JetbaseError):
+    """Jetbase's pre-upgrade validation found problems (checksums, missing files, order)."""
+
+    def __init__(self, message: str, *, report: ValidationReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class VersionNotFoundError(JetbaseError):
+    """A requested version has no migration file, or has not been applied."""
+
+
+class IncompatibleTableError(JetbaseError):
+    """A ``jetbase_migrations`` or ``jetbase_lock`` table exists but is not Jetbase's (another tool's)."""
+
+
+class LockTimeoutError(JetbaseError):
+    """The ``jetbase_lock`` row stayed held by someone else for longer than ``lock_timeout``."""
+
+    def __init__(self, message: str, *, holder: Any = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class MigrationExecutionError(JetbaseError):
+    """A statement of a migration failed; the message has the file, statement number and DB error.
+
+    ``applied`` holds the migrations that completed (and stay committed) before the failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        filename: str,
+        statement_number: int | None,
+        db_message: str,
+        applied: tuple[MigrationRun, ...] = (),
+        partial: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.filename = filename
+        self.statement_number = statement_number
+        self.db_message = db_message
+        self.applied = applied
+        self.partial = partial

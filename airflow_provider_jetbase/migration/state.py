@@ -1,0 +1,185 @@
+"""Reading ``jetbase_migrations``: applied rows and the current version, and Jetbase's version order.
+
+"Latest applied" is the highest VERSIONED version in Jetbase's version order
+(``packaging.version``), never the row with the newest ``applied_at``: the CLI's choice by
+``applied_at`` picks the wrong row when sessions run in different time zones or across a DST change.
+Rows are read by column name, so an added column (Jetbase PR #93) does not break us.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from packaging.version import Version
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from airflow_provider_jetbase.migration.errors import IncompatibleTableError, InvalidArgumentError
+from airflow_provider_jetbase.migration.results import AppliedMigration
+
+_VERSION_RE = re.compile(r"^\d+([._]\d+)*$")
+
+_CURRENT_VERSION_SQL = text("SELECT version FROM jetbase_migrations WHERE migration_type = 'VERSIONED'")
+_APPLIED_SQL = text(
+    "SELECT order_executed, version, description, filename, migration_type, applied_at, checksum "
+    "FROM jetbase_migrations ORDER BY order_executed"
+)
+
+T = TypeVar("T")
+
+
+def normalise_version(version: str | int | float) -> str:
+    """``"1_2"`` and ``"1.2"`` both become ``"1.2"``, the form Jetbase stores; junk is an error."""
+    candidate = str(version).strip()
+    if candidate[:1] in {"V", "v"}:
+        candidate = candidate[1:]
+    if not _VERSION_RE.match(candidate):
+        raise InvalidArgumentError(
+            f"Invalid migration version {version!r}: expected digits separated by '.' or '_' "
+            "(for example 3, 1.2 or 1_2)"
+        )
+    return candidate.replace("_", ".")
+
+
+def version_key(version: str) -> Version:
+    """Jetbase's version order (``packaging.version.parse``); accepts ``"1_2"`` and ``"1.2"``."""
+    return Version(normalise_version(version))
+
+
+def _order_key(version: str) -> tuple[Version, str]:
+    # packaging says Version("1") == Version("1.0") while Jetbase treats them as two versions:
+    # the string breaks the tie so the order is total and deterministic.
+    return (version_key(version), version)
+
+
+def sort_versions(versions: Iterable[str], *, reverse: bool = False) -> list[str]:
+    return sorted(versions, key=_order_key, reverse=reverse)
+
+
+def latest_version(versions: Iterable[str | None]) -> str | None:
+    present = [v for v in versions if v]
+    return max(present, key=_order_key) if present else None
+
+
+def is_missing_table_error(exc: BaseException, table: str = "jetbase_migrations") -> bool:
+    # Every backend names the table in its "does not exist" message (PostgreSQL, SQLite, MySQL,
+    # Snowflake upper-cases it, Databricks, ClickHouse); a missing *column* (a same-named table of
+    # another tool) and any other failure are not "missing".
+    message = str(getattr(exc, "orig", exc)).lower()
+    return table in message and "column" not in message
+
+
+_SHAPES = {
+    "jetbase_migrations": text(
+        "SELECT order_executed, version, description, filename, migration_type, applied_at, checksum "
+        "FROM jetbase_migrations WHERE 1 = 0"
+    ),
+    "jetbase_lock": text("SELECT id, is_locked, locked_at, process_id FROM jetbase_lock WHERE 1 = 0"),
+}
+
+
+def incompatible_table_error(table: str, exc: BaseException) -> IncompatibleTableError:
+    return IncompatibleTableError(
+        f"A table named {table} exists but does not have Jetbase's columns, so it belongs to something "
+        f"else ({str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}). Nothing was changed: rename "
+        "that table, or point the connection at another database or schema."
+    )
+
+
+def check_tables(conn: Connection, tables: Iterable[str]) -> None:
+    """Raise IncompatibleTableError if one of Jetbase's tables exists with another tool's columns.
+    A missing table is fine (it will be created). Must be called outside a transaction."""
+    for table in tables:
+        try:
+            conn.execute(_SHAPES[table]).fetchall()
+        except DBAPIError as exc:
+            if not is_missing_table_error(exc, table):
+                raise incompatible_table_error(table, exc) from exc
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+
+
+def _missing_or_raise(exc: DBAPIError, table: str) -> None:
+    """Returns when ``table`` is missing; raises otherwise."""
+    if is_missing_table_error(exc, table):
+        return
+    if "column" in str(exc.orig).lower():
+        raise incompatible_table_error(table, exc) from exc
+    raise exc
+
+
+def query_or_none(conn: Connection, run: Callable[[], T], table: str = "jetbase_migrations") -> T | None:
+    """Run a read of ``table``; None if it does not exist, IncompatibleTableError if it is another
+    tool's. The connection is left as found: a failed statement inside the caller's PostgreSQL
+    transaction is confined to a savepoint, and a transaction this function had to begin is ended."""
+    if conn.in_transaction():
+        if conn.dialect.name.startswith("postgres"):
+            try:
+                with conn.begin_nested():
+                    return run()
+            except DBAPIError as exc:
+                _missing_or_raise(exc, table)
+                return None
+        try:
+            return run()
+        except DBAPIError as exc:
+            _missing_or_raise(exc, table)
+            return None
+    try:
+        return run()
+    except DBAPIError as exc:
+        _missing_or_raise(exc, table)
+        return None
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+
+
+def fetch_current_version(conn: Connection) -> str | None:
+    """The latest applied VERSIONED version by version order, in ONE query; None when the table is
+    missing or holds no versioned row."""
+
+    def run() -> list[str]:
+        return [row[0] for row in conn.execute(_CURRENT_VERSION_SQL)]
+
+    versions = query_or_none(conn, run)
+    return latest_version(versions) if versions else None
+
+
+def _to_datetime(value: Any) -> dt.datetime | str | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return str(value)
+
+
+def fetch_applied(conn: Connection) -> list[AppliedMigration] | None:
+    """Every row of ``jetbase_migrations`` in execution order, or None when the table is missing."""
+
+    def run() -> list[AppliedMigration]:
+        rows = []
+        for row in conn.execute(_APPLIED_SQL):
+            m = {str(k).lower(): v for k, v in row._mapping.items()}
+            rows.append(
+                AppliedMigration(
+                    order_executed=int(m["order_executed"]) if m["order_executed"] is not None else None,
+                    version=m["version"],
+                    description=m["description"],
+                    filename=m["filename"],
+                    migration_type=str(m["migration_type"]),
+                    applied_at=_to_datetime(m["applied_at"]),
+                    checksum=m["checksum"],
+                )
+            )
+        return rows
+
+    return query_or_none(conn, run)
