@@ -1,0 +1,3 @@
+-- Runs once, when postgres-target's volume is first created (as the jetbase user, who owns it).
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS drift;
