@@ -2,8 +2,8 @@
 
 Jetbase's ``query_loader`` picks the class from its global configuration (and creates an engine per
 query); here the class is chosen from the injected engine's dialect, once per run. The few
-statements Jetbase has no query for (reading the lock holder, our ``jetbase_lock_owner`` side table,
-the lock-age clock, the stale-lock takeover) are defined next to them.
+statements Jetbase has no query for (reading the lock holder's ``process_id``, the lock-age clock,
+the stale-lock takeover) are defined next to them.
 """
 
 from __future__ import annotations
