@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
 import json
 import os
@@ -73,6 +74,20 @@ async def child_main(count: int, poll_interval: float, deadline: float) -> dict[
                 payloads.append(event.payload)
             return
 
+    # Full (generation 2) garbage collections stop every thread; timed so that a lag spike can be
+    # told apart from the triggers' own work.
+    gc_pauses: list[tuple[float, float]] = []
+    gc_start: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            gc_start[:] = [time.perf_counter()]
+        elif gc_start:
+            gc_pauses.append((time.time(), time.perf_counter() - gc_start[0]))
+
+    gc.callbacks.append(on_gc)
     # Control phase: the ticker alone, to see the machine's own scheduling noise side by side.
     tick_task = asyncio.create_task(ticker())
     await asyncio.sleep(CONTROL_SECONDS)
@@ -95,6 +110,7 @@ async def child_main(count: int, poll_interval: float, deadline: float) -> dict[
         "errors": errors[:5],
         "error_count": len(errors),
         "pending": len(pending),
+        "gc_pauses": gc_pauses,
     }
 
 
@@ -103,6 +119,10 @@ def run_child(args: argparse.Namespace) -> int:
     # importing them inside the loop would measure Airflow's import time, not the trigger.
     import airflow_provider_jetbase.triggers.jetbase  # noqa: F401
 
+    if args.gc_freeze:
+        # What a long-running process can do after start-up: move everything loaded so far out of
+        # the collector's reach, so full collections walk only what the triggers allocate.
+        gc.freeze()
     result = asyncio.run(child_main(args.triggers, args.poll_interval, time.time() + args.timeout))
     print(json.dumps({"result": result}, default=str), flush=True)
     return 0
@@ -158,6 +178,7 @@ def run_parent(args: argparse.Namespace) -> int:
                 str(args.poll_interval),
                 "--timeout",
                 str(args.timeout),
+                *(["--gc-freeze"] if args.gc_freeze else []),
             ],
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -181,8 +202,11 @@ def run_parent(args: argparse.Namespace) -> int:
         sampler = threading.Thread(target=pg_sessions, args=(url, url.database, stop, peaks), daemon=True)
         sampler.start()
         time.sleep(args.land_after)
-        raw_upgrade("postgres", url, str(Path(tmp) / "v2"))
+        # A trigger may see the committed row before raw_upgrade has returned (closing its
+        # connection on a loaded machine): "early" means before the insert STARTED.
         landed = time.time()
+        raw_upgrade("postgres", url, str(Path(tmp) / "v2"))
+        insert_seconds = time.time() - landed
         proc.wait(timeout=args.timeout + 60)
         reader.join()
         log_file.close()
@@ -203,6 +227,8 @@ def run_parent(args: argparse.Namespace) -> int:
         ((at, lag) for at, lag in result["lags"] if at >= result["control_end"]), key=lambda x: x[1]
     )
     after = [lag for at, lag in result["lags"] if at >= landed]
+    started = result["control_end"]
+    spikes = [(at, lag) for at, lag in result["lags"] if at >= started and lag > 0.050]
     fired = result["fired"]
     early = [t for t in fired if t < landed]
     delays = sorted(t - landed for t in fired if t >= landed)
@@ -225,8 +251,22 @@ def run_parent(args: argparse.Namespace) -> int:
                 f"{max(after) * 1000:.1f} / {percentile(after, 99) * 1000:.1f} ms" if after else "n/a",
             ],
             ["worst lag with triggers: when (s after the insert)", f"{worst_at - landed:+.2f} s"],
+            [
+                "lag spikes > 50 ms with triggers: count (s after the triggers started)",
+                f"{len(spikes)} ({', '.join(f'{at - started:.2f}' for at, _ in spikes[:8])})",
+            ],
+            [
+                "full GC pauses with triggers: count, max (s after the triggers started)",
+                ", ".join(
+                    f"{pause * 1000:.0f} ms at {at - started:.2f}"
+                    for at, pause in result["gc_pauses"]
+                    if at >= started
+                )
+                or "none",
+            ],
             ["fired after the insert", f"{len(delays)} / {args.triggers}"],
-            ["fired BEFORE the insert (wrong)", str(len(early))],
+            ["fired BEFORE the insert started (wrong)", str(len(early))],
+            ["insert duration (raw driver, parent process)", f"{insert_seconds:.2f} s"],
             [
                 "insert -> first / median / last fire",
                 f"{delays[0]:.2f} / {delays[len(delays) // 2]:.2f} / {delays[-1]:.2f} s" if delays else "n/a",
@@ -256,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, default=2.0, help="the triggers' poll interval")
     parser.add_argument("--land-after", type=float, default=5.0, help="seconds before version 2 is inserted")
     parser.add_argument("--timeout", type=float, default=60.0, help="child gives up waiting after this")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="child calls gc.freeze() after its imports (see docs)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return run_child(args) if args.child else run_parent(args)

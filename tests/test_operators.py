@@ -216,6 +216,174 @@ def test_engine_error_propagates_with_its_message(sqlite_url: URL, tmp_path: Pat
     assert applied_versions(sqlite_url) == ["1"]
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (what a SIGKILLed worker leaves)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _hold_lock(url: URL, process_id: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE jetbase_lock SET is_locked = TRUE, locked_at = CURRENT_TIMESTAMP, "
+                    "process_id = :p WHERE id = 1"
+                ),
+                {"p": process_id},
+            )
+    finally:
+        engine.dispose()
+
+
+def _lock_holder(url: URL) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")).one()
+            return str(row[1]) if row[0] else None
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_stale_lock_after_takes_over_a_dead_holders_lock_only_when_given(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, use_conn: UseConn
+) -> None:
+    from airflow_provider_jetbase.migration.errors import LockTimeoutError
+    from airflow_provider_jetbase.migration.lock import make_process_id
+
+    url: URL = request.getfixturevalue(f"{kind}_url")
+    use_conn(url)
+    migrations = write_migrations(tmp_path / "migrations")
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations, count=1))
+    # What a SIGKILLed upgrade on this worker leaves: the lock row held by a pid that is gone.
+    dead_holder = make_process_id(pid=_dead_pid())
+    _hold_lock(url, dead_holder)
+
+    # Default (None): the dead holder's lock is never taken over; the retry times out naming it.
+    with pytest.raises(LockTimeoutError, match=dead_holder):
+        op = _upgrade(tmp_path / "dag.py", migrations, lock_timeout="{{ params.wait }}")
+        render_and_execute(op, params={"wait": 0})
+    with pytest.raises(LockTimeoutError, match=dead_holder):
+        render_and_execute(_rollback(tmp_path / "dag.py", migrations, lock_timeout=0))
+    assert applied_versions(url) == ["1"] and _lock_holder(url) == dead_holder
+
+    # Given (templated, rendered to a string): taken over at once, though far younger than an hour.
+    op = _upgrade(tmp_path / "dag.py", migrations, lock_timeout=0, stale_lock_after="{{ params.stale }}")
+    result, _ = render_and_execute(op, params={"stale": 3600})
+    assert op.stale_lock_after == "3600"
+    assert result["versions_applied"] == ["2", "3"]
+    assert applied_versions(url) == ["1", "2", "3"] and _lock_holder(url) is None
+
+    _hold_lock(url, dead_holder)
+    rolled, _ = render_and_execute(
+        _rollback(tmp_path / "dag.py", migrations, lock_timeout=0, stale_lock_after=3600.0)
+    )
+    assert rolled["versions_rolled_back"] == ["3"] and _lock_holder(url) is None
+
+
+@pytest.mark.parametrize("field", ["stale_lock_after", "lock_timeout"])
+@pytest.mark.parametrize("bad", ["soon", "-5", "nan", True])
+def test_bad_lock_seconds_are_rejected_naming_the_parameter(
+    field: str, bad: object, sqlite_url: URL, tmp_path: Path, use_conn: UseConn
+) -> None:
+    use_conn(sqlite_url)
+    op = _upgrade(tmp_path / "dag.py", write_migrations(tmp_path / "m"), **{field: "{{ params.v }}"})
+    with pytest.raises(ValueError, match=f"Parameter '{field}' must be a"):
+        render_and_execute(op, params={"v": bad})
+    assert applied_versions(sqlite_url) == []
+
+
+def _drift_check(dag_file: Path, migrations: Path, **kwargs: Any) -> Any:
+    from airflow_provider_jetbase.operators.drift import JetbaseDriftCheckOperator
+
+    with make_dag("t_drift", fileloc=dag_file):
+        return JetbaseDriftCheckOperator(
+            task_id="drift", jetbase_conn_id=CONN_ID, migrations_dir=str(migrations), **kwargs
+        )
+
+
+def _snapshot_rows(url: URL) -> list[tuple[str | None, str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT jetbase_version, fingerprint FROM jetbase_schema_snapshot ORDER BY captured_at")
+            )
+            return [(row[0], row[1]) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_stores_a_schema_snapshot_the_drift_check_compares_against(
+    sqlite_url: URL, tmp_path: Path, use_conn: UseConn
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    use_conn(sqlite_url)
+    migrations = write_migrations(tmp_path / "migrations")
+    # Dry runs and "up to date" runs change no schema: no snapshot.
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations, dry_run=True, store_schema_snapshot=True))
+    assert "jetbase_schema_snapshot" not in table_names(sqlite_url)
+
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations, count=2, store_schema_snapshot=True))
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations, store_schema_snapshot=True))
+    render_and_execute(_upgrade(tmp_path / "dag.py", migrations, store_schema_snapshot=True))  # up to date
+    assert [version for version, _ in _snapshot_rows(sqlite_url)] == ["2", "3"]
+
+    clean, _ = render_and_execute(_drift_check(tmp_path / "dag.py", migrations, method="snapshot"))
+    assert clean["ok"] is True and clean["findings"] == []
+    assert "snapshot" in json.dumps(clean["method"])
+
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE table_b ADD COLUMN nickname VARCHAR(50)"))
+    finally:
+        engine.dispose()
+    with pytest.raises(AirflowFailException, match="column_added"):
+        render_and_execute(_drift_check(tmp_path / "dag.py", migrations, method="snapshot"))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upgrade_stores_no_snapshot_where_the_drift_check_replays(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, use_conn: UseConn
+) -> None:
+    url: URL = request.getfixturevalue(f"{kind}_url")
+    use_conn(url)
+    render_and_execute(_upgrade(tmp_path / "dag.py", write_migrations(tmp_path / "migrations")))
+    assert applied_versions(url) == ["1", "2", "3"]
+    assert "jetbase_schema_snapshot" not in table_names(url)
+
+
+def test_failed_snapshot_is_a_warning_not_a_failed_migration(
+    sqlite_url: URL, tmp_path: Path, use_conn: UseConn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_conn(sqlite_url)
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:  # a table of that name the snapshot cannot insert into
+            conn.execute(text("CREATE TABLE jetbase_schema_snapshot (unrelated INTEGER)"))
+    finally:
+        engine.dispose()
+    migrations = write_migrations(tmp_path / "migrations")
+    # Airflow 3's self.log is structlog, which writes to the captured stdout, not to caplog.
+    result, context = render_and_execute(
+        _upgrade(tmp_path / "dag.py", migrations, store_schema_snapshot=True)
+    )
+    assert result["versions_applied"] == ["1", "2", "3"]
+    assert applied_versions(sqlite_url) == ["1", "2", "3"]
+    assert len(alias_events(context)) == 1  # the schema did change: consumers still hear of it
+    captured = capsys.readouterr()
+    warning = next(
+        line for line in (captured.out + captured.err).splitlines() if "storing the schema snapshot" in line
+    )
+    assert "warning" in warning.lower() and "captured_at" in warning
+
+
 def test_status_operator_reports_applied_pending_and_lock(
     sqlite_url: URL, tmp_path: Path, use_conn: UseConn
 ) -> None:

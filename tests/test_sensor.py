@@ -10,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 
 from tests.airflow_harness import conn_env_value
+from tests.engine_watch import EngineWatch
 from tests.operator_helpers import (
     CONN_ID,
     UseConn,
@@ -97,6 +98,32 @@ def test_one_query_per_poke(
     finally:
         event.remove(Engine, "before_cursor_execute", record)
     assert len(statements) == 1 and "jetbase_migrations" in statements[0]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_poke_mode_reuses_one_engine_per_task_instance_and_disposes_it(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, use_conn: UseConn
+) -> None:
+    use_conn(request.getfixturevalue(f"{kind}_url"))
+    _migrate(tmp_path, count=1)
+    sensor = _sensor(target_version="2", mode="poke", poke_interval=0, timeout=3600)
+    context = task_context(sensor)
+    with pytest.MonkeyPatch.context() as mp:
+        watch = EngineWatch(mp)
+        try:
+            # What BaseSensorOperator.execute does between pokes, then the version lands.
+            assert not any(sensor.poke(context) for _ in range(3))
+            assert len(watch.statements) == 3  # one query per poke
+            _migrate(tmp_path)
+            setup = watch.first_connects  # the upgrade's own Engine
+            statements = len(watch.statements)
+            assert sensor.execute(context) == {"current_version": "3", "target_version": "2"}
+        finally:
+            watch.stop()
+    assert setup == 2  # the sensor's Engine started up once for its three pokes (+1 for _migrate)
+    assert watch.first_connects == setup  # ...and execute's poke reused it
+    assert len(watch.statements) == statements + 1
+    assert sensor._checker is None  # execute ended: the Engine was disposed
 
 
 def test_invalid_target_version_is_a_clear_error(sqlite_url: URL, use_conn: UseConn) -> None:

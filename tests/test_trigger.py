@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from tests.airflow_harness import conn_env_value
+from tests.engine_watch import EngineWatch
 from tests.operator_helpers import CONN_ID, UseConn, make_dag, render_and_execute, write_migrations
 
 
@@ -60,10 +61,10 @@ def test_run_yields_success_when_the_version_lands(
     use_conn(conn_env_value(postgres_url))
     _upgrade(tmp_path, count=1)
     checks: list[tuple[int, bool, str | None]] = []
-    real_check = module.check_version
+    real_check = module.VersionChecker.check
 
-    def recording_check(conn_id: str, target: str) -> tuple[bool, str | None]:
-        reached, current = real_check(conn_id, target)
+    def recording_check(self: Any) -> tuple[bool, str | None]:
+        reached, current = real_check(self)
         checks.append((threading.get_ident(), reached, current))
         if not reached and len(checks) == 1:
             _upgrade(tmp_path)  # the version lands between two checks
@@ -74,11 +75,49 @@ def test_run_yields_success_when_the_version_lands(
         return event, threading.get_ident()
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(module, "check_version", recording_check)
+        mp.setattr(module.VersionChecker, "check", recording_check)
         event, loop_thread = asyncio.run(scenario())
     assert event.payload == {"status": "success", "current_version": "3", "target_version": "2"}
     assert [(reached, current) for _, reached, current in checks] == [(False, "1"), (True, "3")]
     assert all(thread != loop_thread for thread, _, _ in checks)  # DB I/O never on the event loop
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_run_reuses_one_engine_for_every_check_and_disposes_it_when_cancelled(
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    use_conn: UseConn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from airflow_provider_jetbase.triggers.jetbase import JetbaseVersionTrigger
+
+    use_conn(conn_env_value(request.getfixturevalue(f"{kind}_url")))
+    _upgrade(tmp_path, count=1)
+    capsys.readouterr()
+
+    async def scenario(watch: EngineWatch) -> None:
+        task = asyncio.ensure_future(_first_event(JetbaseVersionTrigger(CONN_ID, "9", poke_interval=0.01)))
+        while len(watch.statements) < 5:  # five checks, never reaching version 9
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with pytest.MonkeyPatch.context() as mp:
+        watch = EngineWatch(mp)
+        try:
+            asyncio.run(scenario(watch))
+        finally:
+            watch.stop()
+    checks = len(watch.statements)
+    assert checks >= 5 and all("jetbase_migrations" in s for s in watch.statements)  # one query per check
+    assert watch.first_connects == 1  # one Engine, one dialect start-up, for every check of the run
+    assert watch.connects >= checks  # NullPool: a connection per check, no session held in between
+    assert len(watch.disposed) == 1  # disposed by the cancelled run's `finally`
+    out = capsys.readouterr()
+    waiting = [line for line in (out.out + out.err).splitlines() if "waiting for 9" in line]
+    assert len(waiting) == 1, waiting  # logged when the version seen changes, not on every check
 
 
 def test_run_yields_error_event_for_unreachable_database(use_conn: UseConn) -> None:

@@ -7,6 +7,7 @@ forms and reject anything else with an error that names the parameter.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -40,6 +41,27 @@ def to_optional_positive_int(name: str, value: Any) -> int | None:
     if number < 1:
         raise ValueError(f"Parameter '{name}' must be a positive integer (1 or more), got {number}")
     return number
+
+
+def to_optional_seconds(name: str, value: Any) -> float | None:
+    """``None``/``""``/``"None"`` -> None; ``60``, ``"60"`` or ``"1.5"`` -> seconds (>= 0); anything
+    else is a ValueError naming the parameter."""
+    if is_empty(value):
+        return None
+    return to_seconds(name, value)
+
+
+def to_seconds(name: str, value: Any) -> float:
+    """``60``, ``"60"`` or ``"1.5"`` -> a finite number of seconds (>= 0), else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"Parameter '{name}' must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise ValueError(f"Parameter '{name}' must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"Parameter '{name}' must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def to_optional_str(value: Any) -> str | None:

@@ -75,7 +75,8 @@ class _JetbaseMigratorOperator(BaseOperator):
         to_version: str | None = None,
         dry_run: bool | str = False,
         strict: bool | str = False,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: float | str = DEFAULT_LOCK_TIMEOUT,
+        stale_lock_after: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,6 +89,7 @@ class _JetbaseMigratorOperator(BaseOperator):
         self.dry_run = dry_run  # type: ignore[assignment,method-assign]
         self.strict = strict
         self.lock_timeout = lock_timeout
+        self.stale_lock_after = stale_lock_after
         self._migrating = False
         self._kill_requested = False
 
@@ -99,7 +101,8 @@ class _JetbaseMigratorOperator(BaseOperator):
         )
         return JetbaseHook(jetbase_conn_id=self.jetbase_conn_id).get_migrator(
             folder,
-            lock_timeout=float(self.lock_timeout),
+            lock_timeout=_params.to_seconds("lock_timeout", self.lock_timeout),
+            stale_lock_after=_params.to_optional_seconds("stale_lock_after", self.stale_lock_after),
             strict=_params.to_bool("strict", self.strict),
             lock_owner=_params.lock_owner(context),
             logger=self._engine_logger(),
@@ -166,8 +169,23 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
     :param skip_checksum_validation: skip only the checksum validation.
     :param skip_file_validation: skip only the missing-file validation.
     :param strict: refuse files with constructs Jetbase's parser mishandles. Templated.
-    :param lock_timeout: seconds to wait for another migration run's lock before failing.
+    :param lock_timeout: seconds to wait for another migration run's lock before failing. Templated.
+    :param stale_lock_after: take over a held lock instead of waiting for it when its holder is
+        provably gone: it recorded this host and a pid that no longer exists (a SIGKILLed or
+        OOM-killed task on the same machine), or the lock is older than this many seconds (by the
+        database's clock). ``None`` (default) never takes a lock over, as the ``jetbase`` CLI. Set it
+        well above your longest migration run: a run that really takes longer would be run twice.
+        Templated.
     :param emit_asset_event: declare the schema-change outlet (see the module docstring).
+    :param store_schema_snapshot: after an upgrade that applied something (not a dry run), reflect
+        the schema and store it in ``jetbase_schema_snapshot`` (a table of ours next to Jetbase's),
+        the reference of :class:`~airflow_provider_jetbase.operators.drift.JetbaseDriftCheckOperator`
+        with ``method="snapshot"``. ``None`` (default, "auto"): only where the drift check cannot
+        replay the migrations and so reads the snapshot in its ``"auto"`` mode (Snowflake,
+        Databricks, ClickHouse: every dialect but SQLite, PostgreSQL and MySQL/MariaDB), so those
+        three keep exactly the tables the ``jetbase`` CLI leaves. ``True``: always (e.g. to run
+        the drift check with ``method="snapshot"`` on PostgreSQL); ``False``: never. A snapshot
+        that fails is logged as a WARNING and never fails the task: the migration has succeeded.
     :return: ``{"applied": [...], "versions_applied": [...], "version_before", "version_after",
         "dry_run", "warnings"}``.
     """
@@ -179,6 +197,8 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         "to_version",
         "dry_run",
         "strict",
+        "lock_timeout",
+        "stale_lock_after",
     )
 
     def __init__(
@@ -193,8 +213,10 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         skip_checksum_validation: bool = False,
         skip_file_validation: bool = False,
         strict: bool | str = False,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: float | str = DEFAULT_LOCK_TIMEOUT,
+        stale_lock_after: float | str | None = None,
         emit_asset_event: bool = True,
+        store_schema_snapshot: bool | None = None,
         **kwargs: Any,
     ) -> None:
         self._asset_alias: AssetAlias | None = None
@@ -214,11 +236,13 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             dry_run=dry_run,
             strict=strict,
             lock_timeout=lock_timeout,
+            stale_lock_after=stale_lock_after,
             **kwargs,
         )
         self.skip_validation = skip_validation
         self.skip_checksum_validation = skip_checksum_validation
         self.skip_file_validation = skip_file_validation
+        self.store_schema_snapshot = store_schema_snapshot
 
     def execute(self, context: Context) -> dict[str, Any]:
         count = _params.to_optional_positive_int("count", self.count)
@@ -248,6 +272,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             )
         versions = [run.version for run in result.applied]
         if result.applied and not dry_run:
+            self._store_schema_snapshot(migrator, result.version_after)
             self._emit_schema_change(context, versions, result.version_before, result.version_after)
         return {
             "dry_run": dry_run,
@@ -257,6 +282,39 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             "applied": [_params.run_summary(run) for run in result.applied],
             "warnings": list(result.warnings),
         }
+
+    def _store_schema_snapshot(self, migrator: Migrator, version: str | None) -> None:
+        from airflow_provider_jetbase.drift.replay import REPLAYABLE_DIALECTS
+
+        engine = migrator.engine
+        wanted = self.store_schema_snapshot
+        if wanted is None:
+            # The same rule as the drift check's method="auto": a snapshot only where it is read.
+            wanted = engine.dialect.name not in REPLAYABLE_DIALECTS
+        if not wanted:
+            return
+        from airflow_provider_jetbase.drift import store_snapshot
+        from airflow_provider_jetbase.triggers.jetbase import describe_error
+
+        try:
+            stored = store_snapshot(engine, version=version)
+        except Exception as exc:  # the migration is committed: a missing reference must not undo "success"
+            self.log.warning(
+                "Migrations applied, but storing the schema snapshot for drift checks on '%s' failed "
+                "(the drift check's snapshot method will compare against an older snapshot or none): %s",
+                self.jetbase_conn_id,
+                describe_error(exc),
+            )
+        else:
+            self.log.info(
+                "Stored the schema snapshot of '%s' at version %s (fingerprint %s) for drift checks",
+                self.jetbase_conn_id,
+                stored.jetbase_version,
+                stored.fingerprint[:12],
+            )
+        finally:
+            # _run_migration disposed the pool already; the snapshot opened a new one.
+            _dispose(migrator)
 
     def _emit_schema_change(
         self, context: Context, versions: list[str | None], before: str | None, after: str | None
@@ -295,6 +353,8 @@ class JetbaseRollbackOperator(_JetbaseMigratorOperator):
         "to_version",
         "dry_run",
         "strict",
+        "lock_timeout",
+        "stale_lock_after",
     )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from airflow_provider_jetbase.compat import BaseSensorOperator
 
 if TYPE_CHECKING:
     from airflow_provider_jetbase.compat import Context
+    from airflow_provider_jetbase.triggers.jetbase import VersionChecker
 
 
 def _default_deferrable() -> bool:
@@ -31,7 +32,9 @@ def _poke_return_value(is_done: bool, xcom_value: Any) -> Any:
 class JetbaseVersionSensor(BaseSensorOperator):
     """Done when the latest applied *versioned* migration is at or past ``target_version`` in
     Jetbase's version order (``1.9 < 1.10 < 2``; ``1_2`` and ``1.2`` are the same). A database
-    without Jetbase's version table is "not yet". Each poke is one query.
+    without Jetbase's version table is "not yet". Each poke is one query. In ``poke`` mode one
+    Engine (``NullPool``: no session held between pokes) serves every poke of the task instance and
+    is disposed when ``execute`` ends, so SQLAlchemy's connection start-up runs once, not per poke.
 
     :param jetbase_conn_id: the Airflow connection of the database. Templated.
     :param target_version: the version to wait for. Templated.
@@ -57,11 +60,17 @@ class JetbaseVersionSensor(BaseSensorOperator):
         self.jetbase_conn_id = jetbase_conn_id
         self.target_version = target_version
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self._checker: VersionChecker | None = None
 
     def poke(self, context: Context) -> Any:
-        from airflow_provider_jetbase.triggers.jetbase import check_version
+        checker = self._checker
+        wanted = (self.jetbase_conn_id, str(self.target_version))
+        if checker is None or (checker.jetbase_conn_id, checker.target_version) != wanted:
+            from airflow_provider_jetbase.triggers.jetbase import VersionChecker
 
-        reached, current = check_version(self.jetbase_conn_id, str(self.target_version))
+            self._close_checker()  # re-rendered fields: never check with stale ones
+            checker = self._checker = VersionChecker(*wanted)
+        reached, current = checker.check()
         self.log.info(
             "'%s' is at version %s; target %s %s",
             self.jetbase_conn_id,
@@ -72,6 +81,17 @@ class JetbaseVersionSensor(BaseSensorOperator):
         return _poke_return_value(reached, self._xcom(current))
 
     def execute(self, context: Context) -> Any:
+        try:
+            return self._execute(context)
+        finally:
+            self._close_checker()
+
+    def _close_checker(self) -> None:
+        checker, self._checker = self._checker, None
+        if checker is not None:
+            checker.close()
+
+    def _execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         # One check first: a version that is already live needs no trip through the triggerer.

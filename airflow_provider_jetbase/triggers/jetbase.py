@@ -1,39 +1,74 @@
 """JetbaseVersionTrigger: waits in the triggerer until a database reaches a migration version.
 
-The check (:func:`check_version`) is blocking SQLAlchemy I/O, so :meth:`JetbaseVersionTrigger.run`
-runs it in a worker thread with ``asyncio.to_thread`` and never on the triggerer's event loop. The
-connection is fetched inside that thread by :class:`JetbaseHook`: on Airflow 3 the task SDK's
+The check is blocking SQLAlchemy I/O, so :meth:`JetbaseVersionTrigger.run` runs it in a worker
+thread with ``asyncio.to_thread`` and never on the triggerer's event loop. The connection is
+fetched inside that thread by :class:`JetbaseHook`: on Airflow 3 the task SDK's
 ``Connection.get`` called from a thread other than the event loop's is forwarded to the triggerer
 supervisor on the loop (the same path as ``sync_to_async(BaseHook.get_connection)``); on
 Airflow 2 it reads the metadata database directly.
+
+One :class:`VersionChecker` (one Engine) serves every check of a trigger run, or of a sensor's
+task instance: the connection is looked up and SQLAlchemy's dialect start-up queries (server
+version, session settings) run once per run instead of once per check, which leaves one statement
+per check on PostgreSQL and SQLite (down from 6 and 2). The Engine uses ``NullPool``, so between
+checks no database session is held (500 waiting triggers must not hold 500 idle sessions); the
+price is a new connection per check, whose set-up PyMySQL still sends on MariaDB/MySQL (``SET
+NAMES``, ``SET AUTOCOMMIT``, ``ROLLBACK``: 6 statements per check, down from 12).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jetbase.compat import BaseTrigger, TriggerEvent
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-def check_version(jetbase_conn_id: str, target_version: str) -> tuple[bool, str | None]:
-    """(reached, current): ONE query for the latest applied versioned version; a missing version
-    table means "not yet". ``target_version`` accepts ``1.2`` and ``1_2``."""
-    from sqlalchemy.pool import NullPool
 
-    from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
-    from airflow_provider_jetbase.migration.state import fetch_current_version, version_key
+_NOTHING_LOGGED = object()
 
-    target = version_key(str(target_version))
-    # NullPool: a poke opens one connection and closes it; nothing is kept between pokes.
-    engine = JetbaseHook(jetbase_conn_id=jetbase_conn_id).get_sqlalchemy_engine({"poolclass": NullPool})
-    try:
-        with engine.connect() as connection:
+
+class VersionChecker:
+    """Checks whether ``jetbase_conn_id``'s database is at or past ``target_version``, reusing one
+    Engine (built by the first check, in the caller's thread) until :meth:`close`.
+
+    Each check is ONE query, for the latest applied versioned version. It reads every versioned
+    row of ``jetbase_migrations`` and picks the highest in Python: Jetbase's version order
+    (``1.9 < 1.10``, ``1_2 == 1.2``, any number of parts) is not expressible in portable SQL, and
+    the rows are short (5,000 of them cost ~10-20 ms).
+    """
+
+    def __init__(self, jetbase_conn_id: str, target_version: str) -> None:
+        self.jetbase_conn_id = jetbase_conn_id
+        self.target_version = str(target_version)
+        self._engine: Engine | None = None
+
+    def check(self) -> tuple[bool, str | None]:
+        """(reached, current); a missing version table means "not yet". Blocking: call it off the
+        event loop. ``target_version`` accepts ``1.2`` and ``1_2``."""
+        from airflow_provider_jetbase.migration.state import fetch_current_version, version_key
+
+        target = version_key(self.target_version)  # an invalid target fails before any I/O
+        if self._engine is None:
+            from sqlalchemy.pool import NullPool
+
+            from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
+
+            hook = JetbaseHook(jetbase_conn_id=self.jetbase_conn_id)
+            self._engine = hook.get_sqlalchemy_engine({"poolclass": NullPool})
+        with self._engine.connect() as connection:
             current = fetch_current_version(connection)
-    finally:
-        engine.dispose()
-    return (current is not None and version_key(current) >= target), current
+        return (current is not None and version_key(current) >= target), current
+
+    def close(self) -> None:
+        """Dispose of the Engine. With NullPool no connection is pooled, so this does no I/O and is
+        safe to call on the event loop (e.g. in a cancelled trigger's ``finally``)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -47,7 +82,11 @@ def describe_error(exc: BaseException) -> str:
 class JetbaseVersionTrigger(BaseTrigger):
     """Fires ``{"status": "success", "current_version", "target_version"}`` once the latest applied
     versioned migration is at or past ``target_version``, or ``{"status": "error", "message"}``
-    when the check fails (bad connection, invalid version...)."""
+    when the check fails (bad connection, invalid version...).
+
+    One Engine per run, reused by every check and disposed when the run ends (also when the
+    triggerer cancels it); the task log gets one line when the version seen changes, not one per
+    check."""
 
     def __init__(self, jetbase_conn_id: str, target_version: str, poke_interval: float = 60.0) -> None:
         super().__init__()
@@ -66,27 +105,44 @@ class JetbaseVersionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        while True:
-            try:
-                reached, current = await asyncio.to_thread(
-                    check_version, self.jetbase_conn_id, self.target_version
-                )
-            except Exception as exc:  # the task decides what a failure means; the triggerer must not crash
-                yield TriggerEvent(
-                    {
-                        "status": "error",
-                        "target_version": self.target_version,
-                        "message": f"Checking the Jetbase version of '{self.jetbase_conn_id}' failed: "
-                        f"{describe_error(exc)}",
-                    }
-                )
-                return
-            if reached:
-                yield TriggerEvent(
-                    {"status": "success", "current_version": current, "target_version": self.target_version}
-                )
-                return
-            self.log.info(
-                "'%s' is at version %s, waiting for %s", self.jetbase_conn_id, current, self.target_version
-            )
-            await asyncio.sleep(self.poke_interval)
+        checker = VersionChecker(self.jetbase_conn_id, self.target_version)
+        last_logged: object = _NOTHING_LOGGED
+        try:
+            while True:
+                try:
+                    reached, current = await asyncio.to_thread(checker.check)
+                except (
+                    Exception
+                ) as exc:  # the task decides what a failure means; the triggerer must not crash
+                    checker.close()
+                    yield TriggerEvent(
+                        {
+                            "status": "error",
+                            "target_version": self.target_version,
+                            "message": f"Checking the Jetbase version of '{self.jetbase_conn_id}' failed: "
+                            f"{describe_error(exc)}",
+                        }
+                    )
+                    return
+                if reached:
+                    checker.close()
+                    yield TriggerEvent(
+                        {
+                            "status": "success",
+                            "current_version": current,
+                            "target_version": self.target_version,
+                        }
+                    )
+                    return
+                if current != last_logged:
+                    last_logged = current
+                    self.log.info(
+                        "'%s' is at version %s, waiting for %s (checking every %g s)",
+                        self.jetbase_conn_id,
+                        current,
+                        self.target_version,
+                        self.poke_interval,
+                    )
+                await asyncio.sleep(self.poke_interval)
+        finally:
+            checker.close()
