@@ -124,3 +124,18 @@ def test_never_migrated_database(sqlite_url: URL, tmp_path: Path) -> None:
     assert not report.failed, report.to_text()
     assert [k[0] for k in _kinds(report)] == ["pending_migration"] * 4
     assert tables == []
+
+
+def test_mariadb_dialect_name_is_replayed_like_mysql(mysql_url: URL, tmp_path: Path) -> None:
+    """SQLAlchemy names the dialect "mariadb" for mariadb+pymysql:// URLs: the drift check must still
+    replay there (and the schema read the MySQL way), not fall back to a snapshot nobody stored."""
+    mariadb_url = mysql_url.set(drivername="mariadb+pymysql")
+    with disposing(make_engine(mariadb_url)) as engine:
+        assert engine.dialect.name == "mariadb"
+        migrations = write_migrations(tmp_path / "migrations", "mysql")
+        Migrator(engine, migrations).upgrade()
+        clean = run_drift_check(engine, migrations)
+        run_sql(engine, "ALTER TABLE users ADD COLUMN nickname VARCHAR(50)")
+        drifted = run_drift_check(engine, migrations)
+    assert clean.method == "replay" and not clean.failed, _kinds(clean)
+    assert drifted.method == "replay" and ("column_added", "error", "users.nickname") in _kinds(drifted)

@@ -21,6 +21,7 @@ from airflow_provider_jetbase.drift.report import (
     Finding,
     resolve_fail_on,
 )
+from airflow_provider_jetbase.migration.dialects import dialect_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -39,7 +40,7 @@ def _ensure_sqlite_file_exists(engine: Engine) -> None:
     # Connecting to a missing SQLite file would create it: a drift check must not.
     database = engine.url.database
     if (
-        engine.dialect.name == "sqlite"
+        dialect_name(engine.dialect.name) == "sqlite"
         and database
         and database != ":memory:"
         and not database.startswith("file:")
@@ -56,7 +57,7 @@ def _database_now(engine: Engine) -> dt.datetime | None:
         "sqlite": "SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'now')",
         "snowflake": "SELECT CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
     }
-    query = queries.get(engine.dialect.name)
+    query = queries.get(dialect_name(engine.dialect.name))
     if query is None:
         return None
     try:
@@ -278,7 +279,7 @@ def run_drift_check(
     directory = Path(migrations_dir)
     if not directory.is_dir():
         raise DriftCheckError(f"the migrations folder {directory} does not exist")
-    dialect = engine.dialect.name
+    dialect = dialect_name(engine.dialect.name)
     chosen = _choose_method(method, dialect)
     _ensure_sqlite_file_exists(engine)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_jetbase.drift.schema import SchemaModel, snapshot_schema
+from airflow_provider_jetbase.migration.dialects import dialect_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -282,9 +283,9 @@ def scratch_engine(
     from sqlalchemy.pool import StaticPool
 
     log = logger or logging.getLogger(__name__)
-    dialect = target.dialect.name
+    dialect = dialect_name(target.dialect.name)
     admin = reference or target
-    if reference is not None and reference.dialect.name != dialect:
+    if reference is not None and dialect_name(reference.dialect.name) != dialect:
         raise ReplayUnsupportedError(
             f"the reference connection is {reference.dialect.name}, the target {dialect}: they must match"
         )

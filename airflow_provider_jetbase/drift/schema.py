@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_jetbase.migration.dialects import dialect_name as canonical_dialect_name
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.engine.interfaces import Dialect
@@ -244,7 +246,7 @@ def snapshot_schema(bind: Engine | Connection, schema: str | None = None) -> Sch
     conn = bind
     inspector = inspect(conn)
     dialect = conn.dialect
-    dialect_name = dialect.name
+    dialect_name = canonical_dialect_name(dialect.name)
     schema_names: list[str | None] = [schema, getattr(inspector, "default_schema_name", None)]
     if dialect_name == "mysql":
         # MySQL names the current database in view definitions and foreign keys.

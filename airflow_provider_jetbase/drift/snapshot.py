@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airflow_provider_jetbase.drift.schema import SchemaModel, snapshot_schema
+from airflow_provider_jetbase.migration.dialects import dialect_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -82,7 +83,7 @@ def store_snapshot(engine: Engine, *, version: str | None = None) -> StoredSnaps
     model = snapshot_schema(engine)
     captured_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
     stored = StoredSnapshot(captured_at, version, model.fingerprint(), model)
-    dialect = engine.dialect.name
+    dialect = dialect_name(engine.dialect.name)
     with engine.begin() as conn:
         conn.exec_driver_sql(create_table_sql(dialect))
         conn.execute(

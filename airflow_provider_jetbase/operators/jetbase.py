@@ -285,12 +285,13 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
 
     def _store_schema_snapshot(self, migrator: Migrator, version: str | None) -> None:
         from airflow_provider_jetbase.drift.replay import REPLAYABLE_DIALECTS
+        from airflow_provider_jetbase.migration.dialects import dialect_name
 
         engine = migrator.engine
         wanted = self.store_schema_snapshot
         if wanted is None:
             # The same rule as the drift check's method="auto": a snapshot only where it is read.
-            wanted = engine.dialect.name not in REPLAYABLE_DIALECTS
+            wanted = dialect_name(engine.dialect.name) not in REPLAYABLE_DIALECTS
         if not wanted:
             return
         from airflow_provider_jetbase.drift import store_snapshot
