@@ -2,7 +2,9 @@
 
 Connection: ``jetbase_demo``. ``make demo`` (``scripts/demo.py``) points it at an embedded SQLite
 file with ``AIRFLOW_CONN_JETBASE_DEMO='{"conn_type": "sqlite", "host": "/abs/path/demo.db"}'``;
-any other supported database works the same (``postgres://user:pass@host:5432/db``...).
+any other supported database works the same (``postgres://user:pass@host:5432/db``...). Each example
+DAG has its own migrations folder and connection id; point them at different databases or, on
+PostgreSQL, at different schemas (``postgres_schema``), as Jetbase keeps one version table per schema.
 
 Migrations: ``migrations/migrate_before_etl/`` next to this file (a relative ``migrations_dir`` is
 resolved against the DAG file's folder). When ``migrate`` applies something it emits an event for

@@ -4,9 +4,11 @@ Trigger it with params, e.g. ``{"count": 1}`` or ``{"to_version": "1"}`` (everyt
 version 1 is rolled back; 1 stays). With neither, one migration is rolled back, as
 ``jetbase rollback`` does. ``{"dry_run_only": true}`` stops after the preview.
 
-Connection: ``jetbase_demo`` (see ``example_jetbase_migrate_before_etl``). Migrations:
-``migrations/rollback/`` next to this file; apply them first (``JetbaseUpgradeOperator`` or
-``jetbase upgrade``) or there is nothing to roll back.
+Connection: ``jetbase_rollback_demo``, set up like ``jetbase_demo`` (see
+``example_jetbase_migrate_before_etl``); on PostgreSQL give it a schema of its own with the
+``postgres_schema`` extra, since Jetbase keeps one version table per schema and every example has its
+own migrations folder. Migrations: ``migrations/rollback/`` next to this file; apply them first
+(``JetbaseUpgradeOperator`` or ``jetbase upgrade``) or there is nothing to roll back.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ except ImportError:  # Airflow 2.x
     from airflow import DAG
     from airflow.models.param import Param  # type: ignore[no-redef]
 
-CONN_ID = "jetbase_demo"
+CONN_ID = "jetbase_rollback_demo"
 MIGRATIONS = "migrations/rollback"
 
 with DAG(

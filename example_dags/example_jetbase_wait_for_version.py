@@ -8,7 +8,10 @@ pipeline, ``jetbase upgrade``, or another DAG's ``JetbaseUpgradeOperator``. (A s
 an upgrade task of its own DAG would be pointless, and under ``dag.test()``, which runs triggers
 inline, it would wait forever.)
 
-Connection: ``jetbase_demo`` (see ``example_jetbase_migrate_before_etl``).
+Connection: ``jetbase_wait_demo``, set up like ``jetbase_demo`` (see
+``example_jetbase_migrate_before_etl``); on PostgreSQL give it a schema of its own with the
+``postgres_schema`` extra, since Jetbase keeps one version table per schema and every example has its
+own migrations folder.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ except ImportError:  # Airflow 2.x
     from airflow import DAG
     from airflow.decorators import task  # type: ignore[attr-defined,no-redef]
 
-CONN_ID = "jetbase_demo"
+CONN_ID = "jetbase_wait_demo"
+# Not applied by this DAG: the folder whose versions the sensor waits for.
+MIGRATIONS = "migrations/wait_for_version"
 
 with DAG(
     dag_id="example_jetbase_wait_for_version",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,19 @@ from sqlalchemy.engine import URL
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DAGS = REPO_ROOT / "example_dags"
 RESULT_MARKER = "HARNESS_RESULT "
+
+
+def example_conn_id(dag_id: str) -> str:
+    """The connection id an example DAG uses: the ``CONN_ID = "..."`` line of its file.
+
+    Each example has its own connection id (and migrations folder), so tests hand every example the
+    connection it names rather than one id shared by all.
+    """
+    source = (EXAMPLE_DAGS / f"{dag_id}.py").read_text()
+    match = re.search(r'^CONN_ID = "([^"]+)"', source, re.MULTILINE)
+    if match is None:
+        raise ValueError(f'{dag_id}.py has no CONN_ID = "..." line')
+    return match[1]
 
 
 def conn_env_value(url: URL | str) -> str:

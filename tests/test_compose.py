@@ -271,25 +271,123 @@ def test_compose_connections_migrate_a_real_postgres(
 
 
 def example_migrations_by_conn() -> dict[str, Path]:
-    """conn id -> migrations folder, read from the example DAG files (first DAG wins)."""
+    """conn id -> migrations folder, read from the example DAG files.
+
+    Jetbase keeps one version table per database/schema, so a connection id shared by two examples
+    with different migrations folders would make the second fail validation: that is an error here.
+    """
     found: dict[str, Path] = {}
     for dag_file in sorted((ROOT / "example_dags").glob("example_*.py")):
         source = dag_file.read_text()
         conn = re.search(r'^CONN_ID = "([^"]+)"', source, re.MULTILINE)
         folder = re.search(r'migrations_dir="([^"]+)"|^MIGRATIONS = "([^"]+)"', source, re.MULTILINE)
-        if conn and folder:
-            found.setdefault(conn[1], dag_file.parent / (folder[1] or folder[2]))
+        assert conn and folder, f"{dag_file.name}: no CONN_ID or migrations folder found"
+        path = (dag_file.parent / (folder[1] or folder[2])).resolve()
+        assert path.is_dir(), f"{dag_file.name}: migrations folder {path} does not exist"
+        previous = found.setdefault(conn[1], path)
+        assert previous == path, (
+            f"{dag_file.name}: connection {conn[1]!r} is also used with {previous}; examples with their "
+            "own migrations folder need their own connection (one version table per schema)"
+        )
     return found
+
+
+def _example_conn_vars() -> dict[str, str]:
+    """conn id -> the compose file's value, for every example DAG's connection."""
+    conns = conn_vars(environment(load_compose()["services"]["airflow-scheduler"]))
+    return {cid: conns[f"AIRFLOW_CONN_{cid.upper()}"] for cid in example_migrations_by_conn()}
 
 
 def test_every_example_connection_is_in_the_compose_file() -> None:
     used = set(example_migrations_by_conn())
-    assert used, "no CONN_ID found in example_dags/"
+    assert len(used) == len(list((ROOT / "example_dags").glob("example_*.py"))), "examples share a CONN_ID"
     defined = {
         var.removeprefix("AIRFLOW_CONN_").lower()
         for var in conn_vars(environment(load_compose()["services"]["airflow-scheduler"]))
     }
     assert used <= defined, f"example connections missing from the compose file: {sorted(used - defined)}"
+
+
+def test_every_example_connection_has_its_own_schema_on_the_target() -> None:
+    """One database, one version table per schema: no two examples may share a schema."""
+    schemas: dict[str, str] = {}
+    for conn_id, value in _example_conn_vars().items():
+        conn = _parse(f"AIRFLOW_CONN_{conn_id.upper()}", value)
+        schema = conn.extra_dejson.get("postgres_schema") or "public"
+        assert schema not in schemas, f"{conn_id} and {schemas[schema]} share the schema {schema!r}"
+        schemas[schema] = conn_id
+        assert (conn.host, conn.schema) == (TARGET, "warehouse"), conn_id
+    created = set(
+        re.findall(r"CREATE SCHEMA IF NOT EXISTS (\w+)", (ROOT / "docker" / "target-init.sql").read_text())
+    )
+    missing = set(schemas) - created - {"public"}
+    assert not missing, f"docker/target-init.sql does not create the schemas {sorted(missing)}"
+
+
+@pytest.mark.postgres
+def test_all_example_migrations_share_one_database(
+    postgres_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every example's migrations, applied one after another through its own compose connection to ONE
+    fresh database, succeed; a second pass over all of them (which validates every version table
+    against its folder) finds nothing to do; each schema records exactly its own folder's versions."""
+    from sqlalchemy import create_engine
+
+    from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
+
+    admin = create_engine(postgres_url)
+    try:
+        with admin.begin() as conn:
+            init_sql = _strip_comments((ROOT / "docker" / "target-init.sql").read_text())
+            for statement in filter(None, (s.strip() for s in init_sql.split(";"))):
+                conn.execute(text(statement))
+    finally:
+        admin.dispose()
+
+    folders = example_migrations_by_conn()
+    values = _example_conn_vars()
+    assert len(values) >= 4, values.keys()
+    for conn_id, value in values.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", _rewrite(value, postgres_url))
+
+    def versions_of(folder: Path) -> list[str]:
+        return sorted(
+            (p.name.split("__")[0][1:].replace("_", ".") for p in folder.glob("V*__*.sql")),
+            key=lambda v: tuple(int(x) for x in v.split(".")),
+        )
+
+    for attempt in ("first", "second"):
+        for conn_id, folder in folders.items():
+            migrator = JetbaseHook(jetbase_conn_id=conn_id).get_migrator(folder)
+            try:
+                result = migrator.upgrade()
+                applied = [run.version for run in result.applied if run.version]
+                expected = versions_of(folder) if attempt == "first" else []
+                assert applied == expected, (
+                    f"{attempt} pass, {conn_id}: applied {applied}, expected {expected}"
+                )
+                assert migrator.current() == versions_of(folder)[-1], conn_id
+            finally:
+                migrator.engine.dispose()
+
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            for conn_id, folder in folders.items():
+                parsed = _parse(f"AIRFLOW_CONN_{conn_id.upper()}", values[conn_id])
+                schema = parsed.extra_dejson.get("postgres_schema") or "public"
+                recorded = (
+                    conn.execute(
+                        text(f'SELECT version FROM "{schema}".jetbase_migrations WHERE version IS NOT NULL')
+                    )
+                    .scalars()
+                    .all()
+                )
+                assert sorted(recorded, key=lambda v: tuple(int(x) for x in v.split("."))) == versions_of(
+                    folder
+                ), f"{conn_id}: schema {schema} records {recorded}"
+    finally:
+        engine.dispose()
 
 
 def _strip_comments(sql: str) -> str:

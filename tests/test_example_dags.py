@@ -1,6 +1,6 @@
 """Every example DAG end to end with dag.test() (real Airflow, SQLite metadata) on SQLite and on the
-real PostgreSQL, checking the resulting version table. The DAGs' connection ``jetbase_demo`` is
-passed to the Airflow subprocess as ``AIRFLOW_CONN_JETBASE_DEMO``."""
+real PostgreSQL, checking the resulting version table. Each DAG's own connection (its ``CONN_ID``,
+e.g. ``jetbase_demo``) is passed to the Airflow subprocess as ``AIRFLOW_CONN_<ID>``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from tests.airflow_harness import EXAMPLE_DAGS, REPO_ROOT, AirflowHome, DagRunOutcome, conn_env_value
+from tests.airflow_harness import (
+    EXAMPLE_DAGS,
+    REPO_ROOT,
+    AirflowHome,
+    DagRunOutcome,
+    conn_env_value,
+    example_conn_id,
+)
 from tests.operator_helpers import applied_versions, table_names
 
 KINDS = ["sqlite", "postgres"]
@@ -25,7 +32,7 @@ def _run(home: AirflowHome, name: str, url: URL, run_conf: dict[str, object] | N
     outcome = home.run_dag(
         EXAMPLE_DAGS / f"{name}.py",
         name,
-        connections={"jetbase_demo": conn_env_value(url)},
+        connections={example_conn_id(name): conn_env_value(url)},
         run_conf=run_conf,
     )
     assert outcome.state == "success", outcome.explain()
@@ -109,7 +116,7 @@ def test_wait_for_version_defers_then_resumes_when_the_version_lands(
     _upgrade(url, folder, count=1)  # at version 1: the sensor must wait for 2
     name = "example_jetbase_wait_for_version"
     running = airflow_home.start_dag(
-        EXAMPLE_DAGS / f"{name}.py", name, connections={"jetbase_demo": conn_env_value(url)}
+        EXAMPLE_DAGS / f"{name}.py", name, connections={example_conn_id(name): conn_env_value(url)}
     )
     deferred = running.wait_for_deferral("wait_for_v2")
     _upgrade(url, folder)  # another pipeline applies version 2 while the trigger polls

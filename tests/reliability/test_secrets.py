@@ -2,13 +2,14 @@
 reach SQL cannot inject SQL.
 
 The example DAGs run with ``dag.test()`` (tests/airflow_harness.py) in a throw-away AIRFLOW_HOME of
-their own. The connection ``jetbase_demo`` points at the real PostgreSQL server, which trusts every
-client, so a distinctive password is accepted and travels through every layer. The connection also
-carries a token and a Snowflake-style private key in its extras (unused by PostgreSQL, but a user may
-leave them there). Afterwards the subprocess output (task logs go to the console with dag.test()),
-the XCom values, and EVERY file of AIRFLOW_HOME (log files, the SQLite metadata database with its
-XCom, rendered-template and task-instance tables) are searched for every form of every secret:
-plain, URL-quoted, the PEM body, its base64, and the key's DER as base64 and hex.
+their own. Each example's connection (``jetbase_demo``, ``jetbase_rollback_demo``...) points at the
+real PostgreSQL server, which trusts every client, so a distinctive password is accepted and travels
+through every layer. The connection also carries a token and a Snowflake-style private key in its
+extras (unused by PostgreSQL, but a user may leave them there). Afterwards the subprocess output
+(task logs go to the console with dag.test()), the XCom values, and EVERY file of AIRFLOW_HOME (log
+files, the SQLite metadata database with its XCom, rendered-template and task-instance tables) are
+searched for every form of every secret: plain, URL-quoted, the PEM body, its base64, and the key's
+DER as base64 and hex.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL
 
-from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, DagRunOutcome
+from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, DagRunOutcome, example_conn_id
 
 PASSWORD = "Pg-Pa55w0rd/8c41e+Zq"
 TOKEN = "dapiTOKEN7e3b9a0c5d1f"
@@ -110,7 +111,9 @@ def pg_connection(url: URL, key_forms: dict[str, str], **extra: Any) -> str:
 
 
 def run(home: AirflowHome, name: str, conn: str, conf: dict[str, Any] | None = None) -> DagRunOutcome:
-    return home.run_dag(EXAMPLE_DAGS / f"{name}.py", name, connections={"jetbase_demo": conn}, run_conf=conf)
+    return home.run_dag(
+        EXAMPLE_DAGS / f"{name}.py", name, connections={example_conn_id(name): conn}, run_conf=conf
+    )
 
 
 def scan_home(home: AirflowHome, forms: dict[str, str]) -> int:
