@@ -196,3 +196,17 @@ def test_directory_named_like_a_migration_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "sub" / "V2__dir.sql").mkdir(parents=True)
     with pytest.raises(MigrationFileError, match="sub/V2__dir.sql in the migrations folder is a directory"):
         discover(tmp_path, LOG)
+
+
+def test_byte_order_mark_is_a_hazard_but_kept_like_jetbase(tmp_path: Path) -> None:
+    path = tmp_path / "V1__bom.sql"
+    path.write_bytes("\ufeffSELECT 1;\nSELECT 2;\n".encode())
+    migration = load_file(path, path.name)
+    warnings = migration.upgrade_warnings()
+    assert any(w.startswith("V1__bom.sql") and "UTF-8 byte-order mark" in w for w in warnings), warnings
+    # Behaviour and checksum stay Jetbase's: the mark is still part of statement 1.
+    assert list(migration.upgrade.statements) == parse_upgrade_statements(str(path))
+    assert migration.upgrade.statements[0].startswith("\ufeff")
+    assert migration.checksum == calculate_checksum(parse_upgrade_statements(str(path)))
+    path.write_bytes(b"SELECT 1;\n")
+    assert load_file(path, path.name).upgrade_warnings() == ()

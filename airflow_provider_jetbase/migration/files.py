@@ -210,13 +210,27 @@ def parse_section(lines: list[str], delimiter: str, section: str, relpath: str =
     return Section(tuple(statements), tuple(starts), tuple(hazards))
 
 
-def parse_text(text: str, relpath: str = "") -> tuple[str, Section, Section, bool]:
-    lines = split_lines(text)
+def _bom_hazard(relpath: str) -> str:
+    return (
+        f"{relpath}: starts with a UTF-8 byte-order mark, which Jetbase sends to the database as part "
+        "of statement 1; PostgreSQL and MySQL reject it"
+    )
+
+
+def parse_lines(lines: list[str], relpath: str = "") -> tuple[str, Section, Section, bool]:
     delimiter = extract_delimiter(lines)
     upgrade = parse_section(lines, delimiter, "upgrade", relpath)
+    if lines and lines[0].startswith("\ufeff"):
+        # Jetbase keeps the mark (str.strip() does not remove it), so the statements and checksum
+        # keep it too; only the warning is added.
+        upgrade = Section(upgrade.statements, upgrade.start_lines, (_bom_hazard(relpath), *upgrade.hazards))
     rollback = parse_section(lines, delimiter, "rollback", relpath)
     has_marker = any(_is_rollback_marker(line.strip()) for line in lines)
     return delimiter, upgrade, rollback, has_marker
+
+
+def parse_text(text: str, relpath: str = "") -> tuple[str, Section, Section, bool]:
+    return parse_lines(split_lines(text), relpath)
 
 
 def _migration_type(filename: str) -> str:
@@ -242,7 +256,13 @@ def load_file(path: Path, relpath: str) -> MigrationFile:
             "save it as UTF-8",
             filename=filename,
         ) from exc
-    delimiter, upgrade, rollback, has_marker = parse_text(text, relpath)
+    # Drop the bytes and the text as soon as the lines exist: a large file would otherwise be held
+    # in memory three times over while it is parsed.
+    del data
+    lines = split_lines(text)
+    del text
+    delimiter, upgrade, rollback, has_marker = parse_lines(lines, relpath)
+    del lines
     migration_type = _migration_type(filename)
     version = None
     if migration_type == VERSIONED:
@@ -278,9 +298,12 @@ def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> Migra
                     f"{relpath} in the migrations folder is a directory, not a migration file: rename it",
                     filename=dirname,
                 )
+        # Plain strings here: building pathlib objects for every file was a measurable share of
+        # discovery time on large folders.
+        reldir = os.path.relpath(dirpath, root)
+        prefix = "" if reldir == os.curdir else reldir.replace(os.sep, "/") + "/"
         for filename in sorted(filenames):
-            path = Path(dirpath) / filename
-            relpath = path.relative_to(root).as_posix()
+            relpath = prefix + filename
             if not filename.endswith(".sql"):
                 logger.debug("Ignoring %s in the migrations folder: not a .sql file", relpath)
                 continue
@@ -296,7 +319,7 @@ def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> Migra
                     f"Migration filename too long ({len(filename)} characters, at most 512): {relpath}",
                     filename=filename,
                 )
-            migration = load_file(path, relpath)
+            migration = load_file(Path(dirpath, filename), relpath)
             if migration.version is not None:
                 other = versioned.get(migration.version)
                 if other is not None:
