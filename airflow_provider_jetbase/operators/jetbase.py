@@ -66,6 +66,17 @@ class _JetbaseMigratorOperator(BaseOperator):
 
     ui_color = "#e8f4fd"
 
+    template_fields: Sequence[str] = (
+        "jetbase_conn_id",
+        "migrations_dir",
+        "count",
+        "to_version",
+        "dry_run",
+        "strict",
+        "lock_timeout",
+        "stale_lock_after",
+    )
+
     def __init__(
         self,
         *,
@@ -189,17 +200,6 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
     :return: ``{"applied": [...], "versions_applied": [...], "version_before", "version_after",
         "dry_run", "warnings"}``.
     """
-
-    template_fields: Sequence[str] = (
-        "jetbase_conn_id",
-        "migrations_dir",
-        "count",
-        "to_version",
-        "dry_run",
-        "strict",
-        "lock_timeout",
-        "stale_lock_after",
-    )
 
     def __init__(
         self,
@@ -346,17 +346,6 @@ class JetbaseRollbackOperator(_JetbaseMigratorOperator):
     :return: ``{"rolled_back": [...], "versions_rolled_back": [...], "version_before",
         "version_after", "dry_run", "warnings"}``.
     """
-
-    template_fields: Sequence[str] = (
-        "jetbase_conn_id",
-        "migrations_dir",
-        "count",
-        "to_version",
-        "dry_run",
-        "strict",
-        "lock_timeout",
-        "stale_lock_after",
-    )
 
     def execute(self, context: Context) -> dict[str, Any]:
         count = _params.to_optional_positive_int("count", self.count)
