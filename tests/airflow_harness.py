@@ -99,6 +99,8 @@ class AirflowHome:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                # A test may watch the run's output while it runs (RunningDag.wait_for_output).
+                "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             }
         )
@@ -174,6 +176,23 @@ class RunningDag:
                 return True
             time.sleep(0.2)
         return False
+
+    def output_so_far(self) -> str:
+        # pread: the child shares these files' offsets, so seeking here would move its writes.
+        parts = []
+        for f in (self.stdout_file, self.stderr_file):
+            fd = f.fileno()
+            parts.append(os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace"))
+        return "".join(parts)
+
+    def wait_for_output(self, text: str) -> bool:
+        """Poll (no time limit: the DAG's own timeouts end it) until ``text`` appears in the run's
+        output; False if the run ended without it."""
+        while self.proc.poll() is None:
+            if text in self.output_so_far():
+                return True
+            time.sleep(0.2)
+        return text in self.output_so_far()
 
     def wait(self) -> DagRunOutcome:
         self.proc.wait()

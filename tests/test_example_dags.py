@@ -119,9 +119,12 @@ def test_wait_for_version_defers_then_resumes_when_the_version_lands(
         EXAMPLE_DAGS / f"{name}.py", name, connections={example_conn_id(name): conn_env_value(url)}
     )
     deferred = running.wait_for_deferral("wait_for_v2")
+    # The deferral is recorded before the trigger's first check: land version 2 only once the
+    # trigger has really polled and seen version 1, or the run cannot show it waiting.
+    polled = running.wait_for_output("waiting for 2")
     _upgrade(url, folder)  # another pipeline applies version 2 while the trigger polls
     outcome = running.wait()
-    assert deferred, outcome.explain()
+    assert deferred and polled, outcome.explain()
     assert outcome.state == "success", outcome.explain()
     assert outcome.tasks == {"wait_for_v2": "success", "count_events": "success"}
     assert outcome.xcom["wait_for_v2"] == {"current_version": "2", "target_version": "2"}
