@@ -28,7 +28,8 @@ from airflow_provider_jetbase.migration.results import (
     ValidationFinding,
     ValidationReport,
 )
-from airflow_provider_jetbase.migration.state import fetch_current_version, version_key
+from airflow_provider_jetbase.migration.state import fetch_current_version
+from airflow_provider_jetbase.migration.versions import version_key
 
 __all__ = [
     "AppliedMigration",

@@ -36,10 +36,9 @@ from jetbase.engine.file_parser import (
     is_filename_format_valid,
     is_filename_length_valid,
 )
-from packaging.version import Version
 
 from airflow_provider_jetbase.migration.errors import DuplicateVersionError, MigrationFileError
-from airflow_provider_jetbase.migration.state import version_key
+from airflow_provider_jetbase.migration.versions import version_order
 
 VERSIONED = "VERSIONED"
 RUNS_ALWAYS = "RUNS_ALWAYS"
@@ -77,11 +76,6 @@ class MigrationFile:
     rollback: Section
     has_rollback_marker: bool
     checksum: str
-
-    @property
-    def sort_key(self) -> tuple[Version, str]:
-        assert self.version is not None
-        return (version_key(self.version), self.version)
 
     def upgrade_warnings(self) -> tuple[str, ...]:
         hazards = list(self.upgrade.hazards)
@@ -229,10 +223,6 @@ def parse_lines(lines: list[str], relpath: str = "") -> tuple[str, Section, Sect
     return delimiter, upgrade, rollback, has_marker
 
 
-def parse_text(text: str, relpath: str = "") -> tuple[str, Section, Section, bool]:
-    return parse_lines(split_lines(text), relpath)
-
-
 def _migration_type(filename: str) -> str:
     if filename.startswith(RUNS_ALWAYS_FILE_PREFIX):
         return RUNS_ALWAYS
@@ -338,7 +328,7 @@ def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> Migra
                         filename=filename,
                     )
                 repeatables[filename] = migration
-    ordered = tuple(sorted(versioned.values(), key=lambda m: m.sort_key))
+    ordered = tuple(sorted(versioned.values(), key=lambda m: version_order(str(m.version))))
     by_path = sorted(repeatables.values(), key=lambda m: str(m.path))
     return MigrationSet(
         directory=root,

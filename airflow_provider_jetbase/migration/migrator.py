@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,45 +30,34 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
-from airflow_provider_jetbase.migration.errors import (
-    InvalidArgumentError,
-    MigrationExecutionError,
-    MigrationFileError,
-    ParsingHazardError,
-    ValidationFailedError,
-    VersionNotFoundError,
-)
-from airflow_provider_jetbase.migration.files import (
-    RUNS_ALWAYS,
-    RUNS_ON_CHANGE,
-    VERSIONED,
-    MigrationFile,
-    MigrationSet,
-    Section,
-    discover,
-)
+from airflow_provider_jetbase.migration.errors import InvalidArgumentError, MigrationExecutionError
+from airflow_provider_jetbase.migration.files import VERSIONED, MigrationFile, MigrationSet, Section, discover
 from airflow_provider_jetbase.migration.lock import MigrationLock, ensure_lock_tables, force_unlock, read_lock
 from airflow_provider_jetbase.migration.logs import forward_jetbase_logs
+from airflow_provider_jetbase.migration.planner import (
+    PlannedFile,
+    RollbackPlan,
+    UpgradeOptions,
+    UpgradePlan,
+    find_problems,
+    pending,
+    plan_rollback,
+    plan_upgrade,
+    rollback_options,
+    upgrade_options,
+)
 from airflow_provider_jetbase.migration.results import (
     AppliedMigration,
     LockInfo,
     MigrationRun,
-    PendingMigration,
     RollbackResult,
     StatusReport,
     UpgradeResult,
-    ValidationFinding,
     ValidationReport,
 )
 from airflow_provider_jetbase.migration.sqlite_tx import make_sqlite_ddl_transactional
-from airflow_provider_jetbase.migration.state import (
-    check_tables,
-    fetch_applied,
-    fetch_current_version,
-    latest_version,
-    normalise_version,
-    version_key,
-)
+from airflow_provider_jetbase.migration.state import check_tables, fetch_applied, fetch_current_version
+from airflow_provider_jetbase.migration.versions import latest_version
 
 LOGGER_NAME = "airflow_provider_jetbase.migration"
 
@@ -82,38 +70,6 @@ _PARTIAL_DEFAULT = (
     "{dialect} commits DDL implicitly, so the database may hold part of {file}: check it and repair "
     "by hand before retrying."
 )
-
-
-@dataclass
-class _UpgradePlan:
-    version_before: str | None
-    versioned: list[MigrationFile]
-    runs_always: list[tuple[MigrationFile, bool]]  # (file, its row exists)
-    runs_on_change: list[tuple[MigrationFile, bool]]
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.versioned or self.runs_always or self.runs_on_change)
-
-    def version_after(self) -> str | None:
-        return latest_version([self.version_before, *(m.version for m in self.versioned)])
-
-
-def _check_count(count: Any) -> int | None:
-    if count is None:
-        return None
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InvalidArgumentError(f"'count' must be a positive integer, got {count!r}")
-    return count
-
-
-def _check_exclusive(count: Any, to_version: Any, command: str) -> None:
-    if count is not None and to_version is not None:
-        raise InvalidArgumentError(
-            f"Cannot specify both 'count' ({count!r}) and 'to_version' ({to_version!r}) for {command}: "
-            "choose one, or neither"
-        )
 
 
 def _statement(stmt: TextClause, params: dict[str, Any]) -> Callable[[Connection], None]:
@@ -205,147 +161,17 @@ class Migrator:
     def _read_applied(self, conn: Connection) -> list[AppliedMigration]:
         return fetch_applied(conn) or []
 
-    # ------------------------------------------------------------------ validation
-    def _findings(
-        self, files: MigrationSet, applied: list[AppliedMigration], latest: str | None
-    ) -> list[ValidationFinding]:
-        findings: list[ValidationFinding] = []
-        rows = {r.version: r for r in applied if r.migration_type == VERSIONED and r.version}
-        by_version = files.by_version()
-        if latest is not None:
-            latest_key = version_key(latest)
-            for f in files.versioned:
-                assert f.version is not None
-                if f.version not in rows and version_key(f.version) < latest_key:
-                    findings.append(
-                        ValidationFinding(
-                            "out_of_order",
-                            f"{f.relpath} has version {f.version}, lower than the latest applied version "
-                            f"{latest}, and has not been applied: rename it to a version above {latest}",
-                            f.version,
-                            f.filename,
-                        )
-                    )
-        for version, row in rows.items():
-            if version not in by_version:
-                findings.append(
-                    ValidationFinding(
-                        "missing_file",
-                        f"Version {version} ({row.filename}) has been applied but its file is missing from "
-                        f"the migrations folder {self.migrations_dir}",
-                        version,
-                        row.filename,
-                    )
-                )
-        repeatable = files.repeatable_filenames()
-        for row in applied:
-            if row.migration_type in (RUNS_ALWAYS, RUNS_ON_CHANGE) and row.filename not in repeatable:
-                findings.append(
-                    ValidationFinding(
-                        "missing_repeatable_file",
-                        f"Repeatable migration {row.filename} ({row.migration_type}) has been applied but "
-                        f"its file is missing from the migrations folder {self.migrations_dir}",
-                        None,
-                        row.filename,
-                    )
-                )
-        for version, row in rows.items():
-            changed = by_version.get(version)
-            if changed is not None and row.checksum != changed.checksum:
-                findings.append(
-                    ValidationFinding(
-                        "checksum_mismatch",
-                        f"{changed.relpath} (version {version}) has changed since it was applied: its "
-                        f"checksum is {changed.checksum[:12]}... but jetbase_migrations has "
-                        f"{str(row.checksum)[:12]}... "
-                        "Restore the file, or record the change with `jetbase fix-checksums`",
-                        version,
-                        changed.filename,
-                    )
-                )
-        return findings
-
     # ------------------------------------------------------------------ upgrade
-    def _plan_upgrade(
-        self,
-        files: MigrationSet,
-        applied: list[AppliedMigration],
-        count: int | None,
-        target: str | None,
-        skip_validation: bool,
-        skip_checksum_validation: bool,
-        skip_file_validation: bool,
-    ) -> _UpgradePlan:
-        applied_versions = {r.version for r in applied if r.migration_type == VERSIONED and r.version}
-        latest = latest_version(applied_versions)
-        findings = self._findings(files, applied, latest) if latest is not None else []
-        if not skip_validation:
-            blocking = [
-                f
-                for f in findings
-                if (f.kind == "checksum_mismatch" and not skip_checksum_validation)
-                or (f.kind != "checksum_mismatch" and not skip_file_validation)
-            ]
-            if blocking:
-                raise ValidationFailedError(
-                    "Validation failed, nothing was run:\n"
-                    + "\n".join(f"  - {f.message}" for f in blocking)
-                    + "\n(skip_checksum_validation, skip_file_validation or skip_validation bypass these "
-                    "checks)",
-                    report=ValidationReport(tuple(findings)),
-                )
-        warnings: list[str] = []
-        pending = [f for f in files.versioned if f.version not in applied_versions]
-        by_version = files.by_version()
-        if target is not None:
-            found = by_version.get(target)
-            if found is None:
-                raise VersionNotFoundError(
-                    f"to_version {target} has no migration file in {self.migrations_dir}"
-                )
-            if target in applied_versions:
-                self.logger.info("Version %s is already applied: no versioned migration to run.", target)
-                pending = []
-            else:
-                pending = [f for f in pending if f.sort_key <= found.sort_key]
-        elif count is not None:
-            pending = pending[:count]
-        if latest is not None:
-            latest_key = version_key(latest)
-            for f in pending:
-                assert f.version is not None
-                if version_key(f.version) < latest_key:
-                    warnings.append(
-                        f"{f.relpath}: version {f.version} is below the latest applied version {latest}; "
-                        "applying it out of order because file validation is skipped"
-                    )
-        ra_rows = {r.filename for r in applied if r.migration_type == RUNS_ALWAYS}
-        roc_rows = {r.filename: r.checksum for r in applied if r.migration_type == RUNS_ON_CHANGE}
-        runs_always = [(f, f.filename in ra_rows) for f in files.runs_always]
-        runs_on_change = [
-            (f, f.filename in roc_rows)
-            for f in files.runs_on_change
-            if roc_rows.get(f.filename) != f.checksum
-        ]
-        plan = _UpgradePlan(latest, pending, runs_always, runs_on_change, warnings)
-        hazards = [
-            h
-            for f in (*pending, *(m for m, _ in runs_always), *(m for m, _ in runs_on_change))
-            for h in f.upgrade_warnings()
-        ]
-        self._check_hazards(hazards, "upgrade")
-        plan.warnings.extend(hazards)
-        return plan
-
-    def _check_hazards(self, hazards: list[str], command: str) -> None:
-        if hazards and self.strict:
-            raise ParsingHazardError(
-                f"strict mode: {len(hazards)} parsing hazard(s) found, nothing was run ({command}):\n"
-                + "\n".join(f"  - {h}" for h in hazards),
-                hazards=tuple(hazards),
-            )
+    def _log_plan(self, notes: tuple[str, ...], hazards: tuple[str, ...]) -> None:
+        for note in notes:
+            self.logger.info("%s", note)
         for h in hazards:
             self.logger.warning("%s", h)
+
+    def _plan_upgrade(self, conn: Connection, files: MigrationSet, options: UpgradeOptions) -> UpgradePlan:
+        plan = plan_upgrade(files, self._read_applied(conn), options)
+        self._log_plan(plan.notes, plan.hazards)
+        return plan
 
     def upgrade(
         self,
@@ -356,26 +182,33 @@ class Migrator:
         skip_checksum_validation: bool = False,
         skip_file_validation: bool = False,
     ) -> UpgradeResult:
-        _check_exclusive(count, to_version, "upgrade")
-        count = _check_count(count)
-        target = normalise_version(to_version) if to_version is not None else None
+        options = upgrade_options(
+            count,
+            to_version,
+            skip_validation=skip_validation,
+            skip_checksum_validation=skip_checksum_validation,
+            skip_file_validation=skip_file_validation,
+            strict=self.strict,
+        )
         files = self._files()
-        args = (count, target, skip_validation, skip_checksum_validation, skip_file_validation)
         with self._connect() as conn:
             if dry_run:
-                plan = self._plan_upgrade(files, self._read_applied(conn), *args)
-                return self._dry_upgrade(plan)
+                return self._dry_upgrade(self._plan_upgrade(conn, files, options))
             self._ensure_tables(conn)
             with self._lock(conn):
-                plan = self._plan_upgrade(files, self._read_applied(conn), *args)
-                return self._run_upgrade(conn, plan)
+                return self._run_upgrade(conn, self._plan_upgrade(conn, files, options))
 
-    def _dry_upgrade(self, plan: _UpgradePlan) -> UpgradeResult:
-        files = [*plan.versioned, *(m for m, _ in plan.runs_always), *(m for m, _ in plan.runs_on_change)]
-        runs = tuple(
-            MigrationRun(f.filename, f.version, f.migration_type, f.upgrade.statements, f.checksum, 0.0)
-            for f in files
+    @staticmethod
+    def _dry_runs(steps: tuple[PlannedFile, ...]) -> tuple[MigrationRun, ...]:
+        return tuple(
+            MigrationRun(
+                s.file.filename, s.file.version, s.file.migration_type, s.statements, s.file.checksum, 0.0
+            )
+            for s in steps
         )
+
+    def _dry_upgrade(self, plan: UpgradePlan) -> UpgradeResult:
+        runs = self._dry_runs(plan.steps)
         if not runs:
             self.logger.info("Dry run: migrations are up to date (version %s).", plan.version_before)
         for run in runs:
@@ -386,27 +219,25 @@ class Migrator:
                 "" if len(run.statements) == 1 else "s",
                 "\n".join(f"  {s};" for s in run.statements),
             )
-        return UpgradeResult(runs, True, plan.version_before, plan.version_after(), tuple(plan.warnings))
+        return UpgradeResult(runs, True, plan.version_before, plan.version_after, plan.warnings)
 
-    def _run_upgrade(self, conn: Connection, plan: _UpgradePlan) -> UpgradeResult:
+    def _run_upgrade(self, conn: Connection, plan: UpgradePlan) -> UpgradeResult:
         if plan.empty:
             self.logger.info("Migrations are up to date (version %s).", plan.version_before)
-            return UpgradeResult((), False, plan.version_before, plan.version_before, tuple(plan.warnings))
+            return UpgradeResult((), False, plan.version_before, plan.version_before, plan.warnings)
         queries = self.dialect.queries
         done: list[MigrationRun] = []
         self.logger.info("Starting migrations (current version %s)...", plan.version_before)
 
-        for f in plan.versioned:
-            finish = _statement(queries.insert_version_stmt(), self._row_params(f))
-            done.append(self._run_file(conn, f, f.upgrade, finish, done))
-        for f, exists in [*plan.runs_always, *plan.runs_on_change]:
-            if exists:
+        for step in plan.steps:
+            f = step.file
+            if step.row_exists:
                 upd = {"checksum": f.checksum, "filename": f.filename, "migration_type": f.migration_type}
                 finish = _statement(queries.update_repeatable_migration_stmt(), upd)
             else:
                 finish = _statement(queries.insert_version_stmt(), self._row_params(f))
-            done.append(self._run_file(conn, f, f.upgrade, finish, done))
-        after = plan.version_after()
+            done.append(self._run_file(conn, f, step.section, finish, done))
+        after = plan.version_after
         self.logger.info(
             "Migrations completed: %d file%s applied, version %s -> %s.",
             len(done),
@@ -414,7 +245,7 @@ class Migrator:
             plan.version_before,
             after,
         )
-        return UpgradeResult(tuple(done), False, plan.version_before, after, tuple(plan.warnings))
+        return UpgradeResult(tuple(done), False, plan.version_before, after, plan.warnings)
 
     @staticmethod
     def _row_params(f: MigrationFile) -> dict[str, Any]:
@@ -518,70 +349,26 @@ class Migrator:
     def rollback(
         self, count: int | None = None, to_version: str | None = None, dry_run: bool = False
     ) -> RollbackResult:
-        _check_exclusive(count, to_version, "rollback")
-        count = _check_count(count)
-        target = normalise_version(to_version) if to_version is not None else None
-        if count is None and target is None:
-            count = 1
+        options = rollback_options(count, to_version, strict=self.strict)
         files = self._files()
         with self._connect() as conn:
             if dry_run:
-                return self._rollback(conn, files, count, target, dry_run=True)
+                return self._rollback(
+                    conn, plan_rollback(files, self._read_applied(conn), options), dry_run=True
+                )
             self._ensure_tables(conn)
             with self._lock(conn):
-                return self._rollback(conn, files, count, target, dry_run=False)
+                plan = plan_rollback(files, self._read_applied(conn), options)
+                return self._rollback(conn, plan, dry_run=False)
 
-    def _rollback(
-        self, conn: Connection, files: MigrationSet, count: int | None, target: str | None, *, dry_run: bool
-    ) -> RollbackResult:
-        applied = self._read_applied(conn)
-        versions = [r.version for r in applied if r.migration_type == VERSIONED and r.version]
-        newest_first = sorted(set(versions), key=lambda v: (version_key(v), v), reverse=True)
-        before = newest_first[0] if newest_first else None
-        if target is not None:
-            if target not in versions:
-                known = (
-                    "has a file but has not been applied"
-                    if target in files.by_version()
-                    else ("has no row in jetbase_migrations and no file")
-                )
-                raise VersionNotFoundError(f"Cannot roll back to version {target}: it {known}")
-            tkey = (version_key(target), target)
-            targets = [v for v in newest_first if (version_key(v), v) > tkey]
-        else:
-            assert count is not None
-            targets = newest_first[:count]
-        if not targets:
+    def _rollback(self, conn: Connection, plan: RollbackPlan, *, dry_run: bool) -> RollbackResult:
+        before, after = plan.version_before, plan.version_after
+        if plan.empty:
             self.logger.info("Nothing to roll back (version %s).", before)
             return RollbackResult((), dry_run, before, before, ())
-        by_version = files.by_version()
-        plan: list[MigrationFile] = []
-        for v in targets:
-            f = by_version.get(v)
-            if f is None:
-                row = next(r for r in applied if r.version == v and r.migration_type == VERSIONED)
-                raise MigrationFileError(
-                    f"Cannot roll back version {v}: its file ({row.filename}) is missing from "
-                    f"{self.migrations_dir}. Nothing was rolled back.",
-                    filename=row.filename,
-                )
-            if not f.has_rollback_marker:
-                raise MigrationFileError(
-                    f"Cannot roll back version {v}: {f.relpath} has no '-- rollback' section. "
-                    "Nothing was rolled back.",
-                    filename=f.filename,
-                )
-            plan.append(f)
-        hazards = [h for f in plan for h in f.rollback_warnings()]
-        self._check_hazards(hazards, "rollback")
-        target_set = set(targets)
-        remaining = [v for v in newest_first if v not in target_set]
-        after = remaining[0] if remaining else None
+        self._log_plan((), plan.warnings)
         if dry_run:
-            runs = tuple(
-                MigrationRun(f.filename, f.version, f.migration_type, f.rollback.statements, f.checksum, 0.0)
-                for f in plan
-            )
+            runs = self._dry_runs(plan.steps)
             for run in runs:
                 self.logger.info(
                     "Dry run: would roll back %s (%d statement%s):\n%s",
@@ -590,23 +377,23 @@ class Migrator:
                     "" if len(run.statements) == 1 else "s",
                     "\n".join(f"  {s};" for s in run.statements),
                 )
-            return RollbackResult(runs, True, before, after, tuple(hazards))
+            return RollbackResult(runs, True, before, after, plan.warnings)
         queries = self.dialect.queries
         done: list[MigrationRun] = []
-        self.logger.info("Starting rollback of %d version(s) from %s...", len(plan), before)
-        for f in plan:
+        self.logger.info("Starting rollback of %d version(s) from %s...", len(plan.steps), before)
+        for step in plan.steps:
             done.append(
                 self._run_file(
                     conn,
-                    f,
-                    f.rollback,
-                    _statement(queries.delete_version_stmt(), {"version": f.version}),
+                    step.file,
+                    step.section,
+                    _statement(queries.delete_version_stmt(), {"version": step.file.version}),
                     done,
                     direction="rollback",
                 )
             )
         self.logger.info("Rollback completed: version %s -> %s.", before, after)
-        return RollbackResult(tuple(done), False, before, after, tuple(hazards))
+        return RollbackResult(tuple(done), False, before, after, plan.warnings)
 
     # ------------------------------------------------------------------ inspection
     def history(self) -> list[AppliedMigration]:
@@ -621,27 +408,14 @@ class Migrator:
         files = self._files()
         with self._connect() as conn:
             applied = self._read_applied(conn)
-        versions = {r.version for r in applied if r.migration_type == VERSIONED and r.version}
-        roc_rows = {r.filename: r.checksum for r in applied if r.migration_type == RUNS_ON_CHANGE}
-        pending = [
-            PendingMigration(f.version, f.filename, VERSIONED)
-            for f in files.versioned
-            if f.version not in versions
-        ]
-        pending += [PendingMigration(None, f.filename, RUNS_ALWAYS) for f in files.runs_always]
-        pending += [
-            PendingMigration(None, f.filename, RUNS_ON_CHANGE)
-            for f in files.runs_on_change
-            if roc_rows.get(f.filename) != f.checksum
-        ]
-        return StatusReport(tuple(applied), tuple(pending), latest_version(versions))
+        versions = (r.version for r in applied if r.migration_type == VERSIONED)
+        return StatusReport(tuple(applied), pending(files, applied), latest_version(versions))
 
     def validate(self) -> ValidationReport:
         files = self._files()
         with self._connect() as conn:
             applied = self._read_applied(conn)
-        latest = latest_version(r.version for r in applied if r.migration_type == VERSIONED)
-        return ValidationReport(tuple(self._findings(files, applied, latest)))
+        return ValidationReport(find_problems(files, applied))
 
     def lock_status(self) -> LockInfo:
         with self._connect() as conn:

@@ -1,27 +1,24 @@
-"""Reading ``jetbase_migrations``: applied rows and the current version, and Jetbase's version order.
+"""Reading ``jetbase_migrations``: applied rows and the current version.
 
-"Latest applied" is the highest VERSIONED version in Jetbase's version order
-(``packaging.version``), never the row with the newest ``applied_at``: the CLI's choice by
-``applied_at`` picks the wrong row when sessions run in different time zones or across a DST change.
+"Latest applied" is the highest VERSIONED version in Jetbase's version order (``versions.py``),
+never the row with the newest ``applied_at``: the CLI's choice by ``applied_at`` picks the wrong
+row when sessions run in different time zones or across a DST change.
 Rows are read by column name, so an added column (Jetbase PR #93) does not break us.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from packaging.version import Version
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from airflow_provider_jetbase.migration.errors import IncompatibleTableError, InvalidArgumentError
+from airflow_provider_jetbase.migration.errors import IncompatibleTableError
 from airflow_provider_jetbase.migration.results import AppliedMigration
-
-_VERSION_RE = re.compile(r"^\d+([._]\d+)*$")
+from airflow_provider_jetbase.migration.versions import latest_version
 
 _CURRENT_VERSION_SQL = text("SELECT version FROM jetbase_migrations WHERE migration_type = 'VERSIONED'")
 _APPLIED_SQL = text(
@@ -30,39 +27,6 @@ _APPLIED_SQL = text(
 )
 
 T = TypeVar("T")
-
-
-def normalise_version(version: str | int | float) -> str:
-    """``"1_2"`` and ``"1.2"`` both become ``"1.2"``, the form Jetbase stores; junk is an error."""
-    candidate = str(version).strip()
-    if candidate[:1] in {"V", "v"}:
-        candidate = candidate[1:]
-    if not _VERSION_RE.match(candidate):
-        raise InvalidArgumentError(
-            f"Invalid migration version {version!r}: expected digits separated by '.' or '_' "
-            "(for example 3, 1.2 or 1_2)"
-        )
-    return candidate.replace("_", ".")
-
-
-def version_key(version: str) -> Version:
-    """Jetbase's version order (``packaging.version.parse``); accepts ``"1_2"`` and ``"1.2"``."""
-    return Version(normalise_version(version))
-
-
-def _order_key(version: str) -> tuple[Version, str]:
-    # packaging says Version("1") == Version("1.0") while Jetbase treats them as two versions:
-    # the string breaks the tie so the order is total and deterministic.
-    return (version_key(version), version)
-
-
-def sort_versions(versions: Iterable[str], *, reverse: bool = False) -> list[str]:
-    return sorted(versions, key=_order_key, reverse=reverse)
-
-
-def latest_version(versions: Iterable[str | None]) -> str | None:
-    present = [v for v in versions if v]
-    return max(present, key=_order_key) if present else None
 
 
 def is_missing_table_error(exc: BaseException, table: str = "jetbase_migrations") -> bool:

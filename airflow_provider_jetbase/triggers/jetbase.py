@@ -49,7 +49,8 @@ class VersionChecker:
     def check(self) -> tuple[bool, str | None]:
         """(reached, current); a missing version table means "not yet". Blocking: call it off the
         event loop. ``target_version`` accepts ``1.2`` and ``1_2``."""
-        from airflow_provider_jetbase.migration.state import fetch_current_version, version_key
+        from airflow_provider_jetbase.migration.state import fetch_current_version
+        from airflow_provider_jetbase.migration.versions import version_key
 
         target = version_key(self.target_version)  # an invalid target fails before any I/O
         if self._engine is None:
