@@ -1,13 +1,18 @@
 """Jetbase provider for Apache Airflow.
 
-Only ``get_provider_info`` lives here: Airflow's providers manager imports this module at start-up,
-so it must import nothing heavy (no SQLAlchemy, no Airflow, no drivers).
+Only ``get_provider_info`` and the error family's base (``except JetbaseProviderError`` catches
+every error the provider raises on purpose) live here: Airflow's providers manager imports this
+module at start-up, so it must import nothing heavy (no SQLAlchemy, no Airflow, no drivers).
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from airflow_provider_jetbase.errors import JetbaseProviderError, ParameterError
+
+__all__ = ["JetbaseProviderError", "ParameterError", "get_provider_info"]
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,8 @@ from urllib.parse import quote_plus
 
 from sqlalchemy.engine import URL, make_url
 
+from airflow_provider_jetbase.errors import JetbaseProviderError
+
 JETBASE_KEY_ENV = "JETBASE_SNOWFLAKE_PRIVATE_KEY"
 JETBASE_KEY_PASSWORD_ENV = "JETBASE_SNOWFLAKE_PRIVATE_KEY_PASSWORD"
 
@@ -53,7 +55,7 @@ class EngineSpec:
         return self.url.render_as_string(hide_password=True)
 
 
-class ConnectionConfigError(ValueError):
+class ConnectionConfigError(JetbaseProviderError, ValueError):
     """A connection that cannot be turned into an engine. The message never holds a secret."""
 
     def __init__(self, conn_id: str, field: str, reason: str) -> None:

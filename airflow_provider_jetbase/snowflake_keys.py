@@ -14,12 +14,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_provider_jetbase.errors import JetbaseProviderError
+
 PEM_MARKER = b"-----BEGIN"
 # A PKCS8 RSA key is ~1.7 KB in PEM; anything far larger is not a key file someone meant to use.
 MAX_KEY_FILE_BYTES = 64 * 1024
 
 
-class PrivateKeyError(ValueError):
+class PrivateKeyError(JetbaseProviderError, ValueError):
     """A key that cannot be loaded. ``field`` names the setting at fault; the message has no secret."""
 
     def __init__(self, field: str, reason: str) -> None:

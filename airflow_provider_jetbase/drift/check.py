@@ -21,6 +21,7 @@ from airflow_provider_jetbase.drift.report import (
     Finding,
     resolve_fail_on,
 )
+from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.migration.dialects import dialect_name
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ METHODS = ("auto", "replay", "snapshot", "none")
 DEFAULT_STALE_LOCK_AFTER = 3600.0
 
 
-class DriftCheckError(RuntimeError):
+class DriftCheckError(JetbaseProviderError, RuntimeError):
     """The check itself could not run (bad arguments, missing database file)."""
 
 

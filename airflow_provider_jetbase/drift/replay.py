@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_jetbase.drift.schema import SchemaModel, snapshot_schema
+from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.migration.dialects import dialect_name
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class AppliedRow(Protocol):
     def checksum(self) -> str | None: ...
 
 
-class ReplayError(RuntimeError):
+class ReplayError(JetbaseProviderError, RuntimeError):
     """A migration could not be replayed into the scratch database; names the file and statement."""
 
     def __init__(self, filename: str, statement_number: int, statement: str, cause: BaseException) -> None:
@@ -68,11 +69,11 @@ class ReplayError(RuntimeError):
         )
 
 
-class ReplayUnsupportedError(RuntimeError):
+class ReplayUnsupportedError(JetbaseProviderError, RuntimeError):
     pass
 
 
-class ScratchDatabaseError(RuntimeError):
+class ScratchDatabaseError(JetbaseProviderError, RuntimeError):
     """The scratch database could not be created (usually: the user may not create databases)."""
 
     def __init__(self, name: str, admin: Engine, cause: BaseException) -> None:

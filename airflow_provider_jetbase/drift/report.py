@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from airflow_provider_jetbase.errors import ParameterError
+
 ERROR = "error"
 WARNING = "warning"
 INFO = "info"
@@ -86,7 +88,7 @@ def resolve_fail_on(fail_on: str | tuple[str, ...] | list[str] | frozenset[str] 
         elif name in ALL_KINDS:
             kinds.add(name)
         else:
-            raise ValueError(
+            raise ParameterError(
                 f"fail_on: unknown finding kind {name!r}; use 'schema', 'migration', 'all' or one of "
                 f"{', '.join(sorted(ALL_KINDS))}"
             )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.migration.dialects import dialect_name as canonical_dialect_name
 
 if TYPE_CHECKING:
@@ -80,6 +81,10 @@ def _type_text(type_: Any, dialect: Dialect) -> str:
     return _squash(str(compiled)).upper()  # type: ignore[union-attr]
 
 
+class SchemaModelError(JetbaseProviderError, ValueError):
+    """A stored schema model (a snapshot) cannot be read back."""
+
+
 @dataclass(frozen=True)
 class SchemaModel:
     """A normalised, JSON-able picture of one schema.
@@ -116,7 +121,7 @@ class SchemaModel:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SchemaModel:
         if data.get("format") != MODEL_FORMAT:
-            raise ValueError(
+            raise SchemaModelError(
                 f"schema model format {data.get('format')!r} is not supported (expected {MODEL_FORMAT})"
             )
         return cls(

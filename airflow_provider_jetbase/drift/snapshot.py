@@ -23,7 +23,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow_provider_jetbase.drift.schema import SchemaModel, snapshot_schema
+from airflow_provider_jetbase.drift.schema import SchemaModel, SchemaModelError, snapshot_schema
 from airflow_provider_jetbase.migration.dialects import dialect_name
 
 if TYPE_CHECKING:
@@ -136,5 +136,7 @@ def load_latest_snapshot(bind: Engine | Connection) -> StoredSnapshot | None:
     try:
         model = SchemaModel.from_json(row[3])
     except (ValueError, KeyError) as exc:
-        raise ValueError(f"{SNAPSHOT_TABLE}: the snapshot taken at {row[0]} cannot be read: {exc}") from exc
+        raise SchemaModelError(
+            f"{SNAPSHOT_TABLE}: the snapshot taken at {row[0]} cannot be read: {exc}"
+        ) from exc
     return StoredSnapshot(str(row[0]), row[1], str(row[2]), model)

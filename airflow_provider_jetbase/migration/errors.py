@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_jetbase.errors import JetbaseProviderError
+
 if TYPE_CHECKING:
     from airflow_provider_jetbase.migration.results import MigrationRun, ValidationReport
 
 
-class JetbaseError(Exception):
+class JetbaseError(JetbaseProviderError):
     """Base class of every error raised by the engine."""
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_jetbase.errors import ParameterError
+
 if TYPE_CHECKING:
     from airflow_provider_jetbase.migration.results import MigrationRun
 
@@ -31,15 +33,15 @@ def to_optional_positive_int(name: str, value: Any) -> int | None:
     if is_empty(value):
         return None
     if isinstance(value, bool):
-        raise ValueError(f"Parameter '{name}' must be a positive integer, got the boolean {value!r}")
+        raise ParameterError(f"Parameter '{name}' must be a positive integer, got the boolean {value!r}")
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
         number = int(value.strip())
     else:
-        raise ValueError(f"Parameter '{name}' must be a positive integer, got {value!r}")
+        raise ParameterError(f"Parameter '{name}' must be a positive integer, got {value!r}")
     if number < 1:
-        raise ValueError(f"Parameter '{name}' must be a positive integer (1 or more), got {number}")
+        raise ParameterError(f"Parameter '{name}' must be a positive integer (1 or more), got {number}")
     return number
 
 
@@ -54,13 +56,13 @@ def to_optional_seconds(name: str, value: Any) -> float | None:
 def to_seconds(name: str, value: Any) -> float:
     """``60``, ``"60"`` or ``"1.5"`` -> a finite number of seconds (>= 0), else a ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"Parameter '{name}' must be a number of seconds, got {value!r}")
+        raise ParameterError(f"Parameter '{name}' must be a number of seconds, got {value!r}")
     try:
         seconds = float(value.strip() if isinstance(value, str) else value)
     except ValueError:
-        raise ValueError(f"Parameter '{name}' must be a number of seconds, got {value!r}") from None
+        raise ParameterError(f"Parameter '{name}' must be a number of seconds, got {value!r}") from None
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"Parameter '{name}' must be a finite number of seconds >= 0, got {value!r}")
+        raise ParameterError(f"Parameter '{name}' must be a finite number of seconds >= 0, got {value!r}")
     return seconds
 
 
@@ -84,7 +86,7 @@ def to_bool(name: str, value: Any) -> bool:
             return True
         if lowered in _FALSE_STRINGS or lowered in _EMPTY_STRINGS:
             return False
-    raise ValueError(f"Parameter '{name}' must be a boolean (true/false), got {value!r}")
+    raise ParameterError(f"Parameter '{name}' must be a boolean (true/false), got {value!r}")
 
 
 def resolve_migrations_dir(migrations_dir: str | os.PathLike[str], dag_fileloc: str | None) -> Path:
@@ -92,13 +94,13 @@ def resolve_migrations_dir(migrations_dir: str | os.PathLike[str], dag_fileloc: 
     path = Path(os.path.expanduser(os.fspath(migrations_dir)))
     if not path.is_absolute():
         if not dag_fileloc:
-            raise ValueError(
+            raise ParameterError(
                 f"Parameter 'migrations_dir' is the relative path {os.fspath(migrations_dir)!r} but the "
                 "task has no DAG file to resolve it against: pass an absolute path"
             )
         path = Path(dag_fileloc).resolve().parent / path
     if not path.is_dir():
-        raise ValueError(f"Parameter 'migrations_dir': the folder {str(path)!r} does not exist")
+        raise ParameterError(f"Parameter 'migrations_dir': the folder {str(path)!r} does not exist")
     return path
 
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jetbase.compat import Asset, AssetAlias, BaseOperator
+from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.operators import _params
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def jetbase_asset_alias(jetbase_conn_id: str) -> AssetAlias:
     return AssetAlias(name=f"jetbase-schema-change:{jetbase_conn_id}")
 
 
-class TaskKilledError(Exception):
+class TaskKilledError(JetbaseProviderError):
     """Raised in the task thread when Airflow kills the task, so the engine releases its lock."""
 
 

@@ -1,0 +1,17 @@
+"""The provider's error family: ``except JetbaseProviderError`` catches every error the provider
+raises on purpose (engine, drift check, connection mapping, Snowflake keys, operator parameters).
+
+Each class also keeps the standard base it had (``ValueError``, ``RuntimeError``), so existing
+``except ValueError`` code goes on working. No Airflow import here: the engine uses this module.
+"""
+
+from __future__ import annotations
+
+
+class JetbaseProviderError(Exception):
+    """Base class of every exception the provider defines."""
+
+
+class ParameterError(JetbaseProviderError, ValueError):
+    """An operator parameter (often rendered from a template) has a value the provider cannot use;
+    the message names the parameter."""
