@@ -13,6 +13,7 @@ from airflow_provider_jetbase.migration.errors import (
     MigrationExecutionError,
     MigrationFileError,
     ParsingHazardError,
+    TablePermissionError,
     ValidationFailedError,
     VersionNotFoundError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "AppliedMigration",
     "DuplicateVersionError",
     "IncompatibleTableError",
+    "TablePermissionError",
     "InvalidArgumentError",
     "JetbaseError",
     "LockInfo",

@@ -8,6 +8,8 @@ the stale-lock takeover) are defined next to them.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from jetbase.database.queries.base import BaseQueries
@@ -23,6 +25,118 @@ from sqlalchemy.engine import Engine
 from airflow_provider_jetbase.migration.errors import InvalidArgumentError
 
 
+def _driver_error(exc: BaseException) -> BaseException:
+    orig = getattr(exc, "orig", None)
+    return orig if isinstance(orig, BaseException) else exc
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    # psycopg 3 calls it sqlstate, psycopg2 pgcode; Snowflake's connector has sqlstate too.
+    err = _driver_error(exc)
+    code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+    return str(code) if code else None
+
+
+def _errno(exc: BaseException) -> int | None:
+    err = _driver_error(exc)
+    for candidate in (getattr(err, "errno", None), getattr(err, "code", None), *err.args[:1]):
+        if isinstance(candidate, int) and not isinstance(candidate, bool):
+            return candidate
+    return None
+
+
+_CLICKHOUSE_CODE_RE = re.compile(r"^\s*Code:\s*(\d+)\b")
+
+
+def _clickhouse_code(exc: BaseException) -> int | None:
+    # The native driver keeps the server's code; the DB-API wrappers only keep "Code: 60. ..." text,
+    # whose leading number is the code, not prose.
+    err = _driver_error(exc)
+    code = getattr(err, "code", None)
+    if isinstance(code, int):
+        return code
+    match = _CLICKHOUSE_CODE_RE.match(str(err))
+    return int(match.group(1)) if match else None
+
+
+def _sqlite_message(exc: BaseException) -> str:
+    return str(_driver_error(exc)).strip().lower()
+
+
+def _databricks_error_class(exc: BaseException) -> str:
+    # Databricks prefixes its messages with a stable error class: "[TABLE_OR_VIEW_NOT_FOUND] ...".
+    match = re.match(r"^\s*\[([A-Z_.]+)\]", str(_driver_error(exc)))
+    return match.group(1).split(".")[0] if match else ""
+
+
+@dataclass(frozen=True)
+class TableErrors:
+    """How a database says "no such table", "no such column" and "permission denied", decided from
+    its error codes (SQLSTATE, errno, error class). Never from message text alone: a permission error
+    names the table too ("permission denied for table jetbase_migrations"), and reading that as
+    "missing" made a role without SELECT see an empty history and re-apply every migration.
+    SQLite has no codes for these (all are SQLITE_ERROR): its fixed message prefix is the rule, and it
+    has no privileges to confuse it with."""
+
+    missing_table: Callable[[BaseException, str], bool]
+    missing_column: Callable[[BaseException], bool]
+    permission_denied: Callable[[BaseException], bool]
+
+
+def _sqlite_missing_table(exc: BaseException, table: str) -> bool:
+    message = _sqlite_message(exc)
+    return message in {f"no such table: {table}", f"no such table: main.{table}"}
+
+
+_TABLE_ERRORS: dict[str, TableErrors] = {
+    # 42P01 undefined_table, 42703 undefined_column, 42501 insufficient_privilege.
+    "postgresql": TableErrors(
+        lambda e, t: _sqlstate(e) == "42P01",
+        lambda e: _sqlstate(e) == "42703",
+        lambda e: _sqlstate(e) == "42501",
+    ),
+    # 1146 ER_NO_SUCH_TABLE, 1054 ER_BAD_FIELD_ERROR, 1142/1143 table/column access denied, 1044 db.
+    "mysql": TableErrors(
+        lambda e, t: _errno(e) == 1146,
+        lambda e: _errno(e) == 1054,
+        lambda e: _errno(e) in {1142, 1143, 1044},
+    ),
+    # SQLITE_READONLY (8) and SQLITE_AUTH (23) are SQLite's closest to a missing privilege.
+    "sqlite": TableErrors(
+        _sqlite_missing_table,
+        lambda e: _sqlite_message(e).startswith("no such column"),
+        lambda e: getattr(_driver_error(e), "sqlite_errorcode", None) in {8, 23},
+    ),
+    # 2003 is "does not exist or not authorized": Snowflake itself does not tell the two apart (it
+    # hides objects a role cannot see), so an unauthorised table reads as missing there. 904: invalid
+    # identifier; 3001: insufficient privileges.
+    "snowflake": TableErrors(
+        lambda e, t: _errno(e) == 2003,
+        lambda e: _errno(e) == 904,
+        lambda e: _errno(e) == 3001,
+    ),
+    "databricks": TableErrors(
+        lambda e, t: _databricks_error_class(e) == "TABLE_OR_VIEW_NOT_FOUND" or _sqlstate(e) == "42P01",
+        lambda e: _databricks_error_class(e) == "UNRESOLVED_COLUMN",
+        lambda e: _databricks_error_class(e) in {"INSUFFICIENT_PERMISSIONS", "PERMISSION_DENIED"},
+    ),
+    # 60 UNKNOWN_TABLE, 47 UNKNOWN_IDENTIFIER, 16 NO_SUCH_COLUMN_IN_TABLE, 497 ACCESS_DENIED.
+    "clickhouse": TableErrors(
+        lambda e, t: _clickhouse_code(e) == 60,
+        lambda e: _clickhouse_code(e) in {16, 47},
+        lambda e: _clickhouse_code(e) == 497,
+    ),
+}
+
+# A database the table does not know: nothing is ever read as "missing", every error is raised.
+_NO_RULES = TableErrors(lambda e, t: False, lambda e: False, lambda e: False)
+
+
+def table_errors(name: str) -> TableErrors:
+    """The error rules of a SQLAlchemy dialect name (``engine.dialect.name``)."""
+    return _TABLE_ERRORS.get(dialect_name(name), _NO_RULES)
+
+
 @dataclass(frozen=True)
 class Dialect:
     name: str  # Jetbase's DatabaseType value
@@ -32,6 +146,10 @@ class Dialect:
     supports_lock: bool
     # The database clock, comparable with what Jetbase's acquire statement writes into locked_at.
     now_sql: str
+
+    @property
+    def errors(self) -> TableErrors:
+        return table_errors(self.name)
 
     @property
     def read_lock_stmt(self) -> TextClause:

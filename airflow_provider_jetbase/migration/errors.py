@@ -58,6 +58,16 @@ class IncompatibleTableError(JetbaseError):
     """A ``jetbase_migrations`` or ``jetbase_lock`` table exists but is not Jetbase's (another tool's)."""
 
 
+class TablePermissionError(JetbaseError):
+    """The database user lacks a privilege on ``jetbase_migrations`` or ``jetbase_lock``: the state
+    cannot be read (or the lock changed), so nothing is assumed and nothing is run."""
+
+    def __init__(self, message: str, *, table: str, privilege: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.privilege = privilege
+
+
 class LockTimeoutError(JetbaseError):
     """The ``jetbase_lock`` row stayed held by someone else for longer than ``lock_timeout``."""
 

@@ -51,7 +51,7 @@ from airflow_provider_jetbase.migration import dialects
 from airflow_provider_jetbase.migration.dialects import Dialect
 from airflow_provider_jetbase.migration.errors import LockTimeoutError
 from airflow_provider_jetbase.migration.results import LockInfo
-from airflow_provider_jetbase.migration.state import query_or_none
+from airflow_provider_jetbase.migration.state import missing_or_raise, query_or_none
 
 UNLOCK_HINT = (
     "If you are sure no migration is running, release it with `jetbase unlock` (in the Jetbase "
@@ -162,9 +162,8 @@ def force_unlock(conn: Connection, dialect: Dialect) -> bool:
         with conn.begin():
             conn.execute(dialect.queries.force_unlock_stmt())
     except DBAPIError as exc:
-        if "jetbase_lock" in str(exc.orig).lower():
-            return False
-        raise
+        missing_or_raise(conn, exc, "jetbase_lock", "UPDATE")
+        return False
     return True
 
 

@@ -16,7 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from airflow_provider_jetbase.migration.errors import IncompatibleTableError
+from airflow_provider_jetbase.migration.dialects import table_errors
+from airflow_provider_jetbase.migration.errors import IncompatibleTableError, TablePermissionError
 from airflow_provider_jetbase.migration.results import AppliedMigration
 from airflow_provider_jetbase.migration.versions import latest_version
 
@@ -29,12 +30,38 @@ _APPLIED_SQL = text(
 T = TypeVar("T")
 
 
-def is_missing_table_error(exc: BaseException, table: str = "jetbase_migrations") -> bool:
-    # Every backend names the table in its "does not exist" message (PostgreSQL, SQLite, MySQL,
-    # Snowflake upper-cases it, Databricks, ClickHouse); a missing *column* (a same-named table of
-    # another tool) and any other failure are not "missing".
-    message = str(getattr(exc, "orig", exc)).lower()
-    return table in message and "column" not in message
+def is_missing_table_error(conn: Connection, exc: BaseException, table: str = "jetbase_migrations") -> bool:
+    """True only when the database says ``table`` does not exist, by its error code (the rule of
+    each dialect lives in ``dialects.TableErrors``); a permission error is never "missing"."""
+    return table_errors(conn.dialect.name).missing_table(exc, table)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(getattr(exc, "orig", exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def permission_error(table: str, privilege: str, exc: BaseException) -> TablePermissionError:
+    return TablePermissionError(
+        f"The database user lacks the {privilege} privilege on {table} ({_first_line(exc)}), so "
+        f"Jetbase's state cannot be read or changed and nothing was assumed or run. Grant SELECT, "
+        f"INSERT, UPDATE and DELETE on {table} to the connection's user (or use a user that has them).",
+        table=table,
+        privilege=privilege,
+    )
+
+
+def missing_or_raise(conn: Connection, exc: DBAPIError, table: str, privilege: str = "SELECT") -> None:
+    """Returns when ``table`` does not exist; otherwise raises: IncompatibleTableError for another
+    tool's table, TablePermissionError for a missing privilege, the error itself for anything else."""
+    rules = table_errors(conn.dialect.name)
+    if rules.missing_table(exc, table):
+        return
+    if rules.permission_denied(exc):
+        raise permission_error(table, privilege, exc) from exc
+    if rules.missing_column(exc):
+        raise incompatible_table_error(table, exc) from exc
+    raise exc
 
 
 _SHAPES = {
@@ -49,55 +76,47 @@ _SHAPES = {
 def incompatible_table_error(table: str, exc: BaseException) -> IncompatibleTableError:
     return IncompatibleTableError(
         f"A table named {table} exists but does not have Jetbase's columns, so it belongs to something "
-        f"else ({str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}). Nothing was changed: rename "
+        f"else ({_first_line(exc)}). Nothing was changed: rename "
         "that table, or point the connection at another database or schema."
     )
 
 
 def check_tables(conn: Connection, tables: Iterable[str]) -> None:
     """Raise IncompatibleTableError if one of Jetbase's tables exists with another tool's columns.
-    A missing table is fine (it will be created). Must be called outside a transaction."""
+    A missing table is fine (it will be created); a table the user may not read raises
+    TablePermissionError. Must be called outside a transaction."""
     for table in tables:
         try:
             conn.execute(_SHAPES[table]).fetchall()
         except DBAPIError as exc:
-            if not is_missing_table_error(exc, table):
-                raise incompatible_table_error(table, exc) from exc
+            missing_or_raise(conn, exc, table)
         finally:
             if conn.in_transaction():
                 conn.rollback()
 
 
-def _missing_or_raise(exc: DBAPIError, table: str) -> None:
-    """Returns when ``table`` is missing; raises otherwise."""
-    if is_missing_table_error(exc, table):
-        return
-    if "column" in str(exc.orig).lower():
-        raise incompatible_table_error(table, exc) from exc
-    raise exc
-
-
 def query_or_none(conn: Connection, run: Callable[[], T], table: str = "jetbase_migrations") -> T | None:
     """Run a read of ``table``; None if it does not exist, IncompatibleTableError if it is another
-    tool's. The connection is left as found: a failed statement inside the caller's PostgreSQL
-    transaction is confined to a savepoint, and a transaction this function had to begin is ended."""
+    tool's, TablePermissionError if the user may not read it. The connection is left as found: a
+    failed statement inside the caller's PostgreSQL transaction is confined to a savepoint, and a
+    transaction this function had to begin is ended."""
     if conn.in_transaction():
         if conn.dialect.name.startswith("postgres"):
             try:
                 with conn.begin_nested():
                     return run()
             except DBAPIError as exc:
-                _missing_or_raise(exc, table)
+                missing_or_raise(conn, exc, table)
                 return None
         try:
             return run()
         except DBAPIError as exc:
-            _missing_or_raise(exc, table)
+            missing_or_raise(conn, exc, table)
             return None
     try:
         return run()
     except DBAPIError as exc:
-        _missing_or_raise(exc, table)
+        missing_or_raise(conn, exc, table)
         return None
     finally:
         if conn.in_transaction():
