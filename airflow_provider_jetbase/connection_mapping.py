@@ -12,6 +12,7 @@ secret: values of secret fields are not echoed, and URLs are never put in messag
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +24,8 @@ from urllib.parse import quote_plus
 from sqlalchemy.engine import URL, make_url
 
 from airflow_provider_jetbase.errors import JetbaseProviderError
+
+_log = logging.getLogger(__name__)
 
 JETBASE_KEY_ENV = "JETBASE_SNOWFLAKE_PRIVATE_KEY"
 JETBASE_KEY_PASSWORD_ENV = "JETBASE_SNOWFLAKE_PRIVATE_KEY_PASSWORD"
@@ -507,6 +510,13 @@ def _map_jetbase(r: _Reader) -> _Built:
         raise r.error(
             field_name, "is not a valid SQLAlchemy URL (dialect+driver://user:pass@host/db)"
         ) from None
+    if url.password:
+        # Airflow's connection API redacts extras by key name only: a password inside the URL is returned.
+        _log.warning(
+            "connection %r: field %r carries a password; put it in the connection's password field instead",
+            f.conn_id,
+            field_name,
+        )
     if f.login:
         url = url.set(username=f.login)
     port = r.port()

@@ -573,3 +573,22 @@ def test_snowflake_key_errors(rsa_key: RSAPrivateKey, tmp_path: Path) -> None:
             encrypted.splitlines()[1],
         ):
             assert secret not in message, message
+
+
+def test_jetbase_url_with_password_warns_without_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    fields = ConnectionFields(
+        conn_id="url_pw", conn_type="jetbase", extra={"sqlalchemy_url": "postgresql://u:s3cr3t-pw@h/db"}
+    )
+    with caplog.at_level("WARNING", logger="airflow_provider_jetbase.connection_mapping"):
+        build_engine_spec(fields)
+    text = caplog.text
+    assert "url_pw" in text and "sqlalchemy_url" in text and "password field" in text
+    assert "s3cr3t-pw" not in text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="airflow_provider_jetbase.connection_mapping"):
+        build_engine_spec(
+            ConnectionFields(
+                conn_id="no_pw", conn_type="jetbase", extra={"sqlalchemy_url": "postgresql://u@h/db"}
+            )
+        )
+    assert "no_pw" not in caplog.text
