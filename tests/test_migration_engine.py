@@ -606,15 +606,41 @@ def test_lock_holder_is_named_to_waiters(
     assert tables(engine) == {"jetbase_migrations", "jetbase_lock"}  # no table of ours
 
 
-def test_process_id_is_a_uuid_that_carries_host_and_pid() -> None:
-    from airflow_provider_jetbase.migration.lock import host_fingerprint, make_process_id, parse_process_id
+def test_process_id_is_a_uuid_that_carries_namespace_pid_and_start_time() -> None:
+    from airflow_provider_jetbase.migration.holder import namespace_fingerprint, start_ticks
+    from airflow_provider_jetbase.migration.lock import make_process_id, parse_process_id
 
-    for pid in (1, 4242, 4194304, os.getpid()):
+    for pid in (1, 4242, 4194303, os.getpid()):
         process_id = make_process_id(pid)
         assert len(process_id) == 36 and uuid.UUID(process_id).version == 8
-        assert parse_process_id(process_id) == (host_fingerprint(), pid)
+        identity = parse_process_id(process_id)
+        assert identity is not None and identity.pid == pid
+        assert identity.namespace == namespace_fingerprint() != 0
+        assert identity.start_ticks == (start_ticks(pid) or 0) & 0xFFFFFFFF
     assert make_process_id(7) != make_process_id(7)
     assert parse_process_id(str(uuid.uuid4())) is None  # what the CLI writes
+    assert parse_process_id(None) is None and parse_process_id("") is None
+
+
+@pytest.mark.parametrize(
+    ("stale", "heartbeat", "expected"),
+    [
+        (0, 10.0, "must be > 0"),
+        (-1, 10.0, "must be > 0"),
+        (29, 10.0, "must be at least 30 seconds"),
+        (1, 0.5, "must be at least 1.5"),
+    ],
+)
+def test_stale_lock_after_below_the_heartbeat_margin_is_rejected(
+    sqlite_url: URL,
+    folder: Path,
+    engines: Callable[..., Engine],
+    stale: float,
+    heartbeat: float,
+    expected: str,
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"'stale_lock_after' {expected}"):
+        Migrator(engines(sqlite_url), folder, stale_lock_after=stale, lock_heartbeat_interval=heartbeat)
 
 
 def test_two_migrators_at_once_apply_each_migration_once(

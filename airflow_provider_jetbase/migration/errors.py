@@ -76,10 +76,36 @@ class LockTimeoutError(JetbaseError):
         self.holder = holder
 
 
+class LockLostError(JetbaseError):
+    """This run no longer holds the ``jetbase_lock`` row it took (deleted, table dropped, unlocked by
+    force or taken over): the file named was not committed, and the run stopped."""
+
+    def __init__(
+        self, message: str, *, filename: str | None = None, applied: tuple[MigrationRun, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.filename = filename
+        self.applied = applied
+
+
+class LockAcquireUnknownError(JetbaseError):
+    """The connection failed while the lock acquisition was committing. ``held_after`` is what a fresh
+    connection found: ``False`` (not held by us, or ours and released again) or ``None`` (could not
+    be checked: the lock may still be held by this run's process_id)."""
+
+    def __init__(self, message: str, *, process_id: str, held_after: bool | None) -> None:
+        super().__init__(message)
+        self.process_id = process_id
+        self.held_after = held_after
+
+
 class MigrationExecutionError(JetbaseError):
     """A statement of a migration failed; the message has the file, statement number and DB error.
 
     ``applied`` holds the migrations that completed (and stay committed) before the failure.
+    ``commit_outcome`` is set when the COMMIT itself failed, so its outcome was unknown and the
+    version table was re-read on a fresh connection: ``"committed"`` (the file IS applied),
+    ``"not committed"`` or ``"unknown"`` (the re-read failed too); ``None`` for any other failure.
     """
 
     def __init__(
@@ -91,6 +117,7 @@ class MigrationExecutionError(JetbaseError):
         db_message: str,
         applied: tuple[MigrationRun, ...] = (),
         partial: bool = False,
+        commit_outcome: str | None = None,
     ) -> None:
         super().__init__(message)
         self.filename = filename
@@ -98,3 +125,4 @@ class MigrationExecutionError(JetbaseError):
         self.db_message = db_message
         self.applied = applied
         self.partial = partial
+        self.commit_outcome = commit_outcome

@@ -4,28 +4,29 @@ Acquire: Jetbase's own statement (``UPDATE jetbase_lock SET is_locked = TRUE, ..
 :process_id WHERE id = 1 AND is_locked = FALSE``), then the row is read back in the same transaction to
 confirm ownership (Databricks connectors may report rowcount -1). Unlike the CLI, which fails at
 once, a held lock is polled every ``poll_interval`` seconds up to ``timeout``, then
-``LockTimeoutError`` says who holds it since when and how to unlock.
+``LockTimeoutError`` says who holds it since when and how to unlock. The row stays exactly what
+the CLI reads and writes; ``process_id`` carries our identity (see ``holder.py``).
 
-Who holds the lock: Jetbase's ``process_id`` column is ``VARCHAR(36)`` and Jetbase only ever
-compares it with the value it wrote, so ours is still a UUID in canonical form, but a version-8
-(custom) UUID instead of Jetbase's random version 4, carrying who wrote it::
+Next to the row (``heartbeat.py``), on PostgreSQL and MySQL/MariaDB, every engine run holds a
+session-level advisory lock from before it takes the row until after it releases it, and a thread
+refreshes ``locked_at`` (SQLite: each migration's transaction refreshes it). So:
 
-    bits 127..96  first 32 bits of sha256(hostname)  ("host fingerprint")
-    bits  95..80  pid >> 12         bits 79..76  version 8        bits 75..64  pid & 0xFFF
-    bits  63..62  RFC 4122 variant  bits 61..0   random
+- a waiter that cannot get the advisory lock knows a live engine run holds (or is taking) the row,
+  and never takes it over, nor re-creates a missing row under it;
+- a waiter that gets it and finds the row held by an engine process_id has proof that holder's
+  session is gone (it is dead, or cut off and will fail at its next commit check);
+- elsewhere, an engine holder is dead when it ran in this PID namespace of this boot and its pid
+  is gone or belongs to a later process; otherwise only its heartbeat's age speaks.
 
-No table is added to the user's schema (the database stays exactly what the CLI would leave), a
-lock written by the CLI (version 4) is recognised as "holder not recorded", and a waiter can tell
-whether the holder ran on its own host and whether that pid is still alive. The free-text
-``lock_owner`` (e.g. the Airflow task instance) is logged next to the process_id when the lock is
-acquired, so the process_id in a waiter's message leads to the holder's log line.
+Stale-lock policy (``stale_after`` seconds, None = never take over), checked while waiting: take
+over a holder proven dead as above, or a lock whose ``locked_at`` is older than ``stale_after``
+(database clock) when nothing proves its holder alive: a CLI lock (uuid4), a NULL/empty/foreign
+``process_id``, or an engine holder on a database without a session lock. The takeover is a
+compare-and-swap on the ``process_id`` and ``locked_at`` read (NULL compared as NULL), with a
+WARNING line.
 
-Stale-lock policy (``stale_after`` seconds, None = never take over), checked while waiting:
-- the holder's process_id says it ran on this host (same fingerprint) and its pid no longer exists, or
-- the lock is older than ``stale_after`` seconds, measured with the database's clock against
-  ``locked_at`` (PostgreSQL stores it without time zone in the holder's session time zone: a holder
-  in another time zone skews this age; the dead-pid rule has no such caveat).
-Then the lock is taken over with a compare-and-swap on the old ``process_id`` and a WARNING line.
+An unknown outcome of committing the acquisition (the connection failed during COMMIT) is read
+back on a fresh connection; a lock that turns out ours is released again and the error says so.
 
 ClickHouse: Jetbase has no lock table there; no lock is taken and a WARNING says so.
 """
@@ -33,56 +34,49 @@ ClickHouse: Jetbase has no lock table there; no lock is taken and a WARNING says
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
-import secrets
 import socket
 import time
-import uuid
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from airflow_provider_jetbase.migration import dialects
 from airflow_provider_jetbase.migration.dialects import Dialect
-from airflow_provider_jetbase.migration.errors import LockTimeoutError
+from airflow_provider_jetbase.migration.errors import LockAcquireUnknownError, LockLostError, LockTimeoutError
+from airflow_provider_jetbase.migration.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, Heartbeat
+from airflow_provider_jetbase.migration.holder import (
+    ProcessIdentity,
+    describe,
+    make_process_id,
+    parse_process_id,
+    provably_dead,
+)
 from airflow_provider_jetbase.migration.results import LockInfo
-from airflow_provider_jetbase.migration.state import missing_or_raise, query_or_none
+from airflow_provider_jetbase.migration.state import is_missing_table_error, missing_or_raise, query_or_none
+
+__all__ = [
+    "UNLOCK_HINT",
+    "LockHolder",
+    "MigrationLock",
+    "ensure_lock_tables",
+    "force_unlock",
+    "make_process_id",
+    "parse_process_id",
+    "read_lock",
+]
 
 UNLOCK_HINT = (
     "If you are sure no migration is running, release it with `jetbase unlock` (in the Jetbase "
     "project) or Migrator(engine, migrations_dir).unlock()."
 )
 
-
-def host_fingerprint(host: str | None = None) -> int:
-    name = socket.gethostname() if host is None else host
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big")
-
-
-def make_process_id(pid: int | None = None, host: str | None = None) -> str:
-    """A canonical 36-character UUID (version 8) that carries the host fingerprint and the pid."""
-    pid = (os.getpid() if pid is None else pid) & 0xFFFFFFF
-    value = host_fingerprint(host) << 96
-    value |= ((pid >> 12) & 0xFFFF) << 80 | 0x8 << 76 | (pid & 0xFFF) << 64  # version 8
-    value |= 0b10 << 62 | secrets.randbits(62)  # RFC 4122 variant, then random bits
-    return str(uuid.UUID(int=value))
-
-
-def parse_process_id(process_id: str | None) -> tuple[int, int] | None:
-    """(host fingerprint, pid) from one of our process_ids; None for the CLI's uuid4 or anything else."""
-    try:
-        parsed = uuid.UUID(str(process_id))
-    except ValueError:
-        return None
-    if parsed.version != 8:
-        return None
-    value = parsed.int
-    return value >> 96, ((value >> 80) & 0xFFFF) << 12 | (value >> 64) & 0xFFF
+_OWNED = text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")
 
 
 @dataclass(frozen=True)
@@ -90,6 +84,7 @@ class LockHolder:
     process_id: str | None
     locked_at: dt.datetime | None
     db_now: dt.datetime | None
+    raw_locked_at: Any = None  # as read, for the compare-and-swap
 
     @property
     def age_seconds(self) -> float | None:
@@ -98,27 +93,16 @@ class LockHolder:
         return (self.db_now - self.locked_at).total_seconds()
 
     @property
-    def origin(self) -> tuple[int, int] | None:
+    def origin(self) -> ProcessIdentity | None:
         return parse_process_id(self.process_id)
 
-    @property
-    def on_this_host(self) -> bool:
-        origin = self.origin
-        return origin is not None and origin[0] == host_fingerprint()
-
     def describe(self) -> str:
-        parts = [f"process_id {self.process_id}"]
-        origin = self.origin
-        if origin is None:
-            parts.append("holder not recorded (probably the jetbase CLI)")
-        elif self.on_this_host:
-            parts.append(f"pid {origin[1]} on this host ({socket.gethostname()})")
-        else:
-            parts.append(f"pid {origin[1]} on another host (host fingerprint {origin[0]:08x})")
+        shown = "NULL" if self.process_id is None else (self.process_id or "''")
+        parts = [f"process_id {shown}", describe(self.origin)]
         since = f"since {self.locked_at.isoformat(sep=' ')}" if self.locked_at else "since an unknown time"
         age = self.age_seconds
         if age is not None:
-            since += f" ({age:.0f} s ago by the database clock)"
+            since += f" (last refreshed {age:.0f} s ago by the database clock)"
         return f"{'; '.join(parts)}; {since}"
 
 
@@ -134,12 +118,13 @@ def _as_datetime(value: Any) -> dt.datetime | None:
 
 
 def ensure_lock_tables(conn: Connection, dialect: Dialect) -> None:
-    """Jetbase's lock table and its single row (not on ClickHouse, like Jetbase)."""
+    """Jetbase's lock table (not on ClickHouse, like Jetbase). Its row is seeded by the lock itself,
+    under the session lock where there is one, so that a waiter never re-creates a deleted row
+    under a live holder."""
     if not dialect.supports_lock:
         return
     with conn.begin():
         conn.execute(dialect.queries.create_lock_table_stmt())
-        conn.execute(dialect.queries.initialize_lock_record_stmt())
 
 
 def read_lock(conn: Connection, dialect: Dialect) -> tuple[LockInfo, LockHolder | None]:
@@ -150,7 +135,7 @@ def read_lock(conn: Connection, dialect: Dialect) -> tuple[LockInfo, LockHolder 
     if row is None or not row.is_locked:
         return LockInfo(False, None, None, supported=True), None
     locked_at = _as_datetime(row.locked_at)
-    holder = LockHolder(row.process_id, locked_at, _as_datetime(row.db_now))
+    holder = LockHolder(row.process_id, locked_at, _as_datetime(row.db_now), row.locked_at)
     return LockInfo(True, locked_at, row.process_id, supported=True), holder
 
 
@@ -167,16 +152,15 @@ def force_unlock(conn: Connection, dialect: Dialect) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True
-    return True
+def _takeover_stmt(dialect: Dialect, holder: LockHolder) -> Any:
+    # NULL never equals NULL in SQL: the compare-and-swap spells out IS NULL for what was NULL.
+    where = ["id = 1", "is_locked = TRUE"]
+    where.append("process_id IS NULL" if holder.process_id is None else "process_id = :old_process_id")
+    where.append("locked_at IS NULL" if holder.raw_locked_at is None else "locked_at = :old_locked_at")
+    return text(
+        f"UPDATE jetbase_lock SET process_id = :new_process_id, locked_at = {dialect.now_sql} "
+        f"WHERE {' AND '.join(where)}"
+    )
 
 
 class MigrationLock:
@@ -193,6 +177,7 @@ class MigrationLock:
         owner: str | None,
         stale_after: float | None,
         logger: logging.Logger,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     ) -> None:
         self.conn = conn
         self.engine = engine
@@ -203,7 +188,9 @@ class MigrationLock:
         self.stale_after = stale_after
         self.logger = logger
         self.process_id = make_process_id()
+        self.heartbeat = Heartbeat(engine, dialect, interval=heartbeat_interval, logger=logger)
         self.held = False
+        self.lost: str | None = None
 
     def __enter__(self) -> MigrationLock:
         self.acquire()
@@ -212,52 +199,121 @@ class MigrationLock:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.release()
+        self.release(quiet=exc is not None)
 
+    # ------------------------------------------------------------------ acquiring
     def _confirm(self) -> bool:
         # Read back rather than trust rowcount: Databricks connectors may report -1.
         row = self.conn.execute(dialects.LOCK_PROCESS_ID).first()
         return row is not None and row.process_id == self.process_id
 
-    def _try_acquire(self) -> bool:
+    def _claim(self, statement: Any, params: dict[str, Any]) -> bool:
+        """Run a claiming UPDATE and commit it; an unknown commit outcome is resolved, then raised."""
+        transaction = self.conn.begin()
         try:
-            with self.conn.begin():
-                self.conn.execute(self.dialect.queries.acquire_lock_stmt(), {"process_id": self.process_id})
-                return self._confirm()
+            self.conn.execute(statement, params)
+            mine = self._confirm()
         except OperationalError as exc:
+            transaction.rollback()
             # SQLite: another writer's transaction holds the file ("database is locked"): keep waiting.
             if self.dialect.name == "sqlite" and "locked" in str(exc.orig).lower():
                 return False
             raise
+        if not mine:
+            transaction.rollback()
+            return False
+        try:
+            transaction.commit()
+        except DBAPIError as exc:
+            if self.dialect.name == "sqlite" and "locked" in str(exc.orig).lower():
+                transaction.rollback()  # SQLite reports a busy COMMIT and keeps the transaction open
+                return False
+            self._resolve_unknown_claim(exc)
+        return True
 
-    def _stale_reason(self, holder: LockHolder) -> str | None:
+    def _resolve_unknown_claim(self, exc: DBAPIError) -> None:
+        first = str(getattr(exc, "orig", exc)).strip()
+        try:
+            with self.engine.connect() as fresh:
+                row = fresh.execute(dialects.LOCK_PROCESS_ID).first()
+                ours = row is not None and row.process_id == self.process_id
+                if ours:
+                    fresh.execute(self.dialect.queries.release_lock_stmt(), {"process_id": self.process_id})
+                fresh.commit()
+        except Exception as second:  # noqa: BLE001 - reported in the error below
+            message = (
+                f"The connection failed while committing the Jetbase lock acquisition ({first}), so "
+                f"whether this run took the lock is unknown, and re-reading it on a fresh connection "
+                f"failed too ({second}). If jetbase_lock.process_id is {self.process_id}, the lock is "
+                f"this run's and nothing holds it: {UNLOCK_HINT}"
+            )
+            raise LockAcquireUnknownError(message, process_id=self.process_id, held_after=None) from exc
+        if ours:
+            message = (
+                f"The connection failed while committing the Jetbase lock acquisition ({first}). A fresh "
+                f"connection showed the commit had gone through (process_id {self.process_id}): the lock "
+                "was released again, nothing was migrated. Retry the run."
+            )
+        else:
+            message = (
+                f"The connection failed while committing the Jetbase lock acquisition ({first}). A fresh "
+                "connection showed the lock was not taken by this run; nothing was migrated. Retry the run."
+            )
+        raise LockAcquireUnknownError(message, process_id=self.process_id, held_after=False) from exc
+
+    def _seed_row(self) -> None:
+        try:
+            with self.conn.begin():
+                self.conn.execute(self.dialect.queries.initialize_lock_record_stmt())
+        except OperationalError as exc:
+            if self.dialect.name == "sqlite" and "locked" in str(exc.orig).lower():
+                return
+            raise
+
+    def _stale_reason(self, holder: LockHolder, session_locked: bool) -> str | None:
         if self.stale_after is None:
             return None
         origin = holder.origin
-        if (
-            origin is not None
-            and holder.on_this_host
-            and origin[1] != os.getpid()
-            and not _pid_alive(origin[1])
-        ):
-            return f"its holder (pid {origin[1]} on this host) is no longer running"
+        if origin is not None and self.heartbeat.session_lock.supported:
+            if session_locked:
+                return (
+                    "its holder's database session is gone (this run obtained the advisory lock every "
+                    "engine run holds while it holds the row)"
+                )
+            return None  # unreachable in practice: without the session lock we do not decide
+        if origin is not None:
+            dead = provably_dead(origin)
+            if dead is not None:
+                return dead
         age = holder.age_seconds
         if age is not None and age > self.stale_after:
-            return f"it is {age:.0f} s old, more than stale_lock_after={self.stale_after:g} s"
+            kind = "last heartbeat" if origin is not None else "locked_at"
+            return f"its {kind} is {age:.0f} s old, more than stale_lock_after={self.stale_after:g} s"
         return None
 
     def _try_takeover(self, holder: LockHolder, reason: str) -> bool:
-        with self.conn.begin():
-            self.conn.execute(
-                self.dialect.takeover_lock_stmt,
-                {"new_process_id": self.process_id, "old_process_id": holder.process_id},
-            )
-            taken = self._confirm()
+        params = {
+            "new_process_id": self.process_id,
+            "old_process_id": holder.process_id,
+            "old_locked_at": holder.raw_locked_at,
+        }
+        taken = self._claim(_takeover_stmt(self.dialect, holder), params)
         if taken:
             self.logger.warning(
                 "TAKING OVER A STALE JETBASE LOCK: %s. Previous holder: %s.", reason, holder.describe()
             )
         return taken
+
+    def _acquired(self) -> None:
+        self.held = True
+        self.heartbeat.start(self.process_id)
+        self.logger.info(
+            "Acquired the Jetbase migration lock as process_id %s (host %s, pid %d%s).",
+            self.process_id,
+            socket.gethostname(),
+            os.getpid(),
+            f", owner {self.owner}" if self.owner else "",
+        )
 
     def acquire(self) -> None:
         if not self.dialect.supports_lock:
@@ -267,75 +323,158 @@ class MigrationLock:
                 self.dialect.name,
             )
             return
+        try:
+            self._acquire()
+        except BaseException:
+            if not self.held:
+                self.heartbeat.close()
+            raise
+
+    def _acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         announced: str | None = None
-        busy_unlocked = False
+        retried = False
+        session_locked = False
         while True:
-            if self._try_acquire():
-                self.held = True
-                self.logger.info(
-                    "Acquired the Jetbase migration lock as process_id %s (host %s, pid %d%s).",
-                    self.process_id,
-                    socket.gethostname(),
-                    os.getpid(),
-                    f", owner {self.owner}" if self.owner else "",
-                )
-                return
-            _, holder = read_lock(self.conn, self.dialect)
-            if holder is not None:
-                reason = self._stale_reason(holder)
-                if reason is not None and holder.process_id and self._try_takeover(holder, reason):
-                    self.held = True
+            holder: LockHolder | None = None
+            if not session_locked:
+                session_locked = self.heartbeat.try_session_lock()
+            if session_locked:
+                self._seed_row()
+                if self._claim(self.dialect.queries.acquire_lock_stmt(), {"process_id": self.process_id}):
+                    self._acquired()
                     return
-            elif not busy_unlocked:
-                # Released between our attempt and the read (or the row is missing): retry at once, but
-                # only once per poll so a missing lock row cannot spin.
-                busy_unlocked = True
+            _, holder = read_lock(self.conn, self.dialect)
+            if holder is not None and session_locked:
+                reason = self._stale_reason(holder, session_locked)
+                if reason is not None and self._try_takeover(holder, reason):
+                    self._acquired()
+                    return
+            elif session_locked and not retried:
+                # Released between our attempt and the read: retry at once, once per poll.
+                retried = True
                 continue
-            busy_unlocked = False
+            retried = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                who = (
-                    holder.describe()
-                    if holder is not None
-                    else "nobody visible (is the jetbase_lock row id=1 missing?)"
-                )
+                if holder is not None:
+                    who = holder.describe()
+                elif not session_locked:
+                    who = "another engine run (it holds the lock's session lock; the row may be missing)"
+                else:
+                    who = "nobody visible (is the jetbase_lock row id=1 missing?)"
                 raise LockTimeoutError(
                     f"Timed out after {self.timeout:g} s waiting for the Jetbase migration lock, held by "
                     f"{who}. {UNLOCK_HINT}",
                     holder=holder,
                 )
-            if holder is not None and announced != holder.process_id:
-                announced = holder.process_id
+            key = holder.process_id if holder is not None else None
+            if announced != key or announced is None:
+                announced = key
                 self.logger.info(
                     "Waiting up to %.0f s for the Jetbase migration lock, held by %s.",
                     remaining,
-                    holder.describe(),
+                    holder.describe() if holder is not None else "another engine run",
                 )
             time.sleep(min(self.poll_interval, remaining))
 
-    def _release_on(self, conn: Connection) -> None:
+    # ------------------------------------------------------------------ holding
+    def _lost(self, what: str, filename: str | None, applied: tuple[Any, ...]) -> LockLostError:
+        self.lost = what
+        where = f"before committing {filename}" if filename else "while this run held it"
+        message = (
+            f"This run lost the Jetbase migration lock {where}: {what}. "
+            + (self._not_recorded(filename) if filename else "")
+            + "the run stopped. Another run may be migrating this database: check its status and "
+            "jetbase_lock before retrying."
+        )
+        self.logger.error("%s", message)
+        return LockLostError(message, filename=filename, applied=applied)
+
+    def _not_recorded(self, filename: str) -> str:
+        if self.dialect.transactional_ddl:
+            return f"{filename} was rolled back and not recorded; "
+        return (
+            f"{filename}'s version row was not recorded, but {self.dialect.name} commits DDL implicitly, "
+            f"so the database may hold part of {filename}; "
+        )
+
+    def check_owned(
+        self, conn: Connection, filename: str | None = None, applied: tuple[Any, ...] = ()
+    ) -> None:
+        """Inside the caller's transaction: refresh ``locked_at`` and prove the row is still ours (the
+        UPDATE row-locks it on PostgreSQL and MySQL until the commit). Raises LockLostError."""
+        if not self.dialect.supports_lock or not self.held:
+            return
+        if self.heartbeat.lost is not None:
+            raise self._lost(self.heartbeat.lost, filename, applied)
+        try:
+            conn.execute(
+                text(
+                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "
+                    "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
+                ),
+                {"p": self.process_id},
+            )
+            row = conn.execute(_OWNED).first()
+        except DBAPIError as exc:
+            if is_missing_table_error(conn, exc, "jetbase_lock"):
+                raise self._lost("the jetbase_lock table was dropped", filename, applied) from exc
+            raise
+        if row is None:
+            raise self._lost("the jetbase_lock row (id = 1) was deleted", filename, applied)
+        if not row.is_locked or row.process_id != self.process_id:
+            now = f"held by process_id {row.process_id}" if row.is_locked else "free (unlocked by force?)"
+            raise self._lost(f"the lock is now {now}", filename, applied)
+
+    # ------------------------------------------------------------------ releasing
+    def _release_on(self, conn: Connection) -> int:
         if conn.in_transaction():
             conn.rollback()
         with conn.begin():
-            conn.execute(self.dialect.queries.release_lock_stmt(), {"process_id": self.process_id})
+            result = conn.execute(self.dialect.queries.release_lock_stmt(), {"process_id": self.process_id})
+            return int(result.rowcount)
 
-    def release(self) -> None:
+    def release(self, *, quiet: bool = False) -> None:
+        """Release the row, then the session lock. A release that finds the row no longer ours raises
+        LockLostError (logged only when the run already failed: ``quiet``, or the loss was reported)."""
         if not self.held:
             return
+        self.heartbeat.stop()
         try:
-            self._release_on(self.conn)
-        except BaseException as first:  # noqa: BLE001 - the run's connection may be broken
             try:
-                with self.engine.connect() as fresh:
-                    self._release_on(fresh)
-            except BaseException:
-                self.logger.error(
-                    "Could not release the Jetbase migration lock (process_id %s): %s. %s",
-                    self.process_id,
-                    first,
-                    UNLOCK_HINT,
-                )
-                raise
+                released = self._release_on(self.conn)
+            except BaseException as first:  # noqa: BLE001 - the run's connection may be broken/cancelled
+                try:
+                    with self.engine.connect() as fresh:
+                        released = self._release_on(fresh)
+                except DBAPIError as exc:
+                    if is_missing_table_error(self.conn, exc, "jetbase_lock"):
+                        released = 0
+                    else:
+                        self._release_failed(first)
+                        raise
+                except BaseException:
+                    self._release_failed(first)
+                    raise
+        finally:
+            self.heartbeat.close()
         self.held = False
+        # rowcount -1: the driver cannot tell (Databricks); 0: the row was no longer ours.
+        if released == 0 and self.lost is None:
+            what = self.heartbeat.lost or "the jetbase_lock row was no longer this run's at release"
+            error = self._lost(
+                what + " (deleted, its table dropped, unlocked by force or taken over)", None, ()
+            )
+            if not quiet:
+                raise error
+            return
         self.logger.info("Released the Jetbase migration lock.")
+
+    def _release_failed(self, first: BaseException) -> None:
+        self.logger.error(
+            "Could not release the Jetbase migration lock (process_id %s): %s. %s",
+            self.process_id,
+            first,
+            UNLOCK_HINT,
+        )

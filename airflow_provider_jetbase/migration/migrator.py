@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
 from airflow_provider_jetbase.migration.errors import InvalidArgumentError, MigrationExecutionError
 from airflow_provider_jetbase.migration.files import VERSIONED, MigrationFile, MigrationSet, Section, discover
+from airflow_provider_jetbase.migration.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, min_stale_lock_after
 from airflow_provider_jetbase.migration.lock import MigrationLock, ensure_lock_tables, force_unlock, read_lock
 from airflow_provider_jetbase.migration.logs import forward_jetbase_logs
 from airflow_provider_jetbase.migration.planner import (
@@ -66,6 +67,24 @@ _PARTIAL_NOTE = {
     "(statements before the failed one, and DDL is never rolled back): check it and repair by hand "
     "before retrying.",
 }
+_COMMIT_OUTCOME = {
+    ("upgrade", "committed"): "The COMMIT's outcome was unknown (the connection failed during it); "
+    "jetbase_migrations, re-read on a fresh connection, shows {file} IS applied: the migration was "
+    "committed.",
+    ("upgrade", "not committed"): "The COMMIT's outcome was unknown (the connection failed during it); "
+    "jetbase_migrations, re-read on a fresh connection, has no row for {file}: it was not recorded "
+    "(it was rolled back, unless the database commits DDL implicitly).",
+    ("rollback", "committed"): "The COMMIT's outcome was unknown (the connection failed during it); "
+    "jetbase_migrations, re-read on a fresh connection, no longer has {file}'s row: the rollback was "
+    "committed.",
+    ("rollback", "not committed"): "The COMMIT's outcome was unknown (the connection failed during "
+    "it); jetbase_migrations, re-read on a fresh connection, still has {file}'s row: the rollback "
+    "was not committed.",
+    ("upgrade", "unknown"): "The COMMIT's outcome is UNKNOWN (the connection failed during it, and "
+    "jetbase_migrations could not be re-read): check whether {file} is applied before retrying.",
+    ("rollback", "unknown"): "The COMMIT's outcome is UNKNOWN (the connection failed during it, and "
+    "jetbase_migrations could not be re-read): check whether {file} is still applied before retrying.",
+}
 _PARTIAL_DEFAULT = (
     "{dialect} commits DDL implicitly, so the database may hold part of {file}: check it and repair "
     "by hand before retrying."
@@ -98,6 +117,7 @@ class Migrator:
         lock_owner: str | None = None,
         logger: logging.Logger | None = None,
         stale_lock_after: float | None = None,
+        lock_heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     ) -> None:
         if lock_timeout < 0:
             raise InvalidArgumentError(f"'lock_timeout' must be >= 0 seconds, got {lock_timeout!r}")
@@ -105,8 +125,24 @@ class Migrator:
             raise InvalidArgumentError(
                 f"'lock_poll_interval' must be > 0 seconds, got {lock_poll_interval!r}"
             )
-        if stale_lock_after is not None and stale_lock_after < 0:
-            raise InvalidArgumentError(f"'stale_lock_after' must be >= 0 seconds, got {stale_lock_after!r}")
+        if not lock_heartbeat_interval > 0:
+            raise InvalidArgumentError(
+                f"'lock_heartbeat_interval' must be > 0 seconds, got {lock_heartbeat_interval!r}"
+            )
+        if stale_lock_after is not None:
+            minimum = min_stale_lock_after(lock_heartbeat_interval)
+            if not stale_lock_after > 0:
+                raise InvalidArgumentError(
+                    f"'stale_lock_after' must be > 0 seconds (or None: never take a lock over), got "
+                    f"{stale_lock_after!r}"
+                )
+            if stale_lock_after < minimum:
+                raise InvalidArgumentError(
+                    f"'stale_lock_after' must be at least {minimum:g} seconds "
+                    f"({minimum / lock_heartbeat_interval:g} missed lock heartbeats of "
+                    f"{lock_heartbeat_interval:g} s), got {stale_lock_after!r}: a "
+                    "shorter value could take over the lock of a run that is still alive"
+                )
         self.engine = engine
         self.migrations_dir = Path(os.fspath(migrations_dir))
         self.lock_timeout = float(lock_timeout)
@@ -114,6 +150,7 @@ class Migrator:
         self.strict = strict
         self.lock_owner = lock_owner
         self.stale_lock_after = stale_lock_after
+        self.lock_heartbeat_interval = float(lock_heartbeat_interval)
         self.logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)
         self.dialect: Dialect = dialect_for(engine)
         make_sqlite_ddl_transactional(engine)
@@ -137,6 +174,7 @@ class Migrator:
             owner=self.lock_owner,
             stale_after=self.stale_lock_after,
             logger=self.logger,
+            heartbeat_interval=self.lock_heartbeat_interval,
         )
 
     def _ensure_tables(self, conn: Connection) -> None:
@@ -195,8 +233,8 @@ class Migrator:
             if dry_run:
                 return self._dry_upgrade(self._plan_upgrade(conn, files, options))
             self._ensure_tables(conn)
-            with self._lock(conn):
-                return self._run_upgrade(conn, self._plan_upgrade(conn, files, options))
+            with self._lock(conn) as lock:
+                return self._run_upgrade(conn, self._plan_upgrade(conn, files, options), lock)
 
     @staticmethod
     def _dry_runs(steps: tuple[PlannedFile, ...]) -> tuple[MigrationRun, ...]:
@@ -221,7 +259,7 @@ class Migrator:
             )
         return UpgradeResult(runs, True, plan.version_before, plan.version_after, plan.warnings)
 
-    def _run_upgrade(self, conn: Connection, plan: UpgradePlan) -> UpgradeResult:
+    def _run_upgrade(self, conn: Connection, plan: UpgradePlan, lock: MigrationLock) -> UpgradeResult:
         if plan.empty:
             self.logger.info("Migrations are up to date (version %s).", plan.version_before)
             return UpgradeResult((), False, plan.version_before, plan.version_before, plan.warnings)
@@ -236,7 +274,7 @@ class Migrator:
                 finish = _statement(queries.update_repeatable_migration_stmt(), upd)
             else:
                 finish = _statement(queries.insert_version_stmt(), self._row_params(f))
-            done.append(self._run_file(conn, f, step.section, finish, done))
+            done.append(self._run_file(conn, f, step.section, finish, done, lock))
         after = plan.version_after
         self.logger.info(
             "Migrations completed: %d file%s applied, version %s -> %s.",
@@ -264,9 +302,12 @@ class Migrator:
         section: Section,
         finish: Callable[[Connection], None],
         done: list[MigrationRun],
+        lock: MigrationLock,
         direction: str = "upgrade",
     ) -> MigrationRun:
-        """The file's statements and its version-row change, in one transaction."""
+        """The file's statements and its version-row change, in one transaction, committed only after
+        the lock row is proved still ours in that same transaction."""
+
         total = len(section.statements)
         verb = "Applying" if direction == "upgrade" else "Rolling back"
         self.logger.info("%s %s (%d statement%s)...", verb, f.relpath, total, "" if total == 1 else "s")
@@ -274,10 +315,17 @@ class Migrator:
         number: int | None = None
         transaction = conn.begin()
         try:
+            if self.dialect.name == "sqlite":
+                # Takes SQLite's write lock for the whole file, so no waiter can write (take over)
+                # between this refresh of locked_at and the one before the commit.
+                lock.check_owned(conn, f.relpath, tuple(done))
+            elif lock.heartbeat.lost is not None:
+                lock.check_owned(conn, f.relpath, tuple(done))
             for number, statement in enumerate(section.statements, 1):  # noqa: B007 - read on failure
                 conn.execute(text(statement))
             number = None
             finish(conn)
+            lock.check_owned(conn, f.relpath, tuple(done))
         except BaseException as exc:
             self._rollback_after_failure(conn, transaction, f)
             if isinstance(exc, SQLAlchemyError):
@@ -287,7 +335,8 @@ class Migrator:
             transaction.commit()
         except SQLAlchemyError as exc:
             self._rollback_after_failure(conn, transaction, f)
-            raise self._execution_error(f, section, None, exc, done, direction) from exc
+            outcome = self._commit_outcome(f, direction)
+            raise self._execution_error(f, section, None, exc, done, direction, outcome) from exc
         duration_ms = (time.perf_counter() - start) * 1000.0
         done_verb = "Applied" if direction == "upgrade" else "Rolled back"
         self.logger.info("%s %s in %.1f ms.", done_verb, f.relpath, duration_ms)
@@ -317,16 +366,22 @@ class Migrator:
         exc: SQLAlchemyError,
         done: list[MigrationRun],
         direction: str,
+        commit_outcome: str | None = None,
     ) -> MigrationExecutionError:
         db_message = _db_message(exc)
         total = len(section.statements)
-        if number is not None:
+        if commit_outcome is not None:
+            where = "COMMIT"
+        elif number is not None:
             where = f"statement {number} of {total} (line {section.start_lines[number - 1]})"
         else:
             where = "recording the version row in jetbase_migrations"
         message = f"{direction.capitalize()} of {f.relpath} failed at {where}: {db_message}"
         partial = not self.dialect.transactional_ddl
-        if partial:
+        if commit_outcome is not None:
+            message += "\n" + _COMMIT_OUTCOME[(direction, commit_outcome)].format(file=f.relpath)
+            partial = partial and commit_outcome != "committed"
+        elif partial:
             template = _PARTIAL_NOTE.get(self.dialect.name, _PARTIAL_DEFAULT)
             message += "\n" + template.format(file=f.relpath, dialect=self.dialect.name)
         else:
@@ -343,7 +398,24 @@ class Migrator:
             db_message=db_message,
             applied=tuple(done),
             partial=partial,
+            commit_outcome=commit_outcome,
         )
+
+    def _commit_outcome(self, f: MigrationFile, direction: str) -> str:
+        """After a failed COMMIT (its reply lost: it may have gone through), what a fresh connection
+        finds in jetbase_migrations: "committed", "not committed" or "unknown"."""
+        try:
+            with self.engine.connect() as fresh:
+                applied = fetch_applied(fresh) or []
+        except Exception as exc:  # noqa: BLE001 - the outcome stays unknown, and the error says so
+            self.logger.error("Could not re-read jetbase_migrations after the failed COMMIT: %s", exc)
+            return "unknown"
+        if f.migration_type == VERSIONED:
+            present = any(r.migration_type == VERSIONED and r.version == f.version for r in applied)
+        else:
+            present = any(r.filename == f.filename and r.checksum == f.checksum for r in applied)
+        recorded = present if direction == "upgrade" else not present
+        return "committed" if recorded else "not committed"
 
     # ------------------------------------------------------------------ rollback
     def rollback(
@@ -357,11 +429,13 @@ class Migrator:
                     conn, plan_rollback(files, self._read_applied(conn), options), dry_run=True
                 )
             self._ensure_tables(conn)
-            with self._lock(conn):
+            with self._lock(conn) as lock:
                 plan = plan_rollback(files, self._read_applied(conn), options)
-                return self._rollback(conn, plan, dry_run=False)
+                return self._rollback(conn, plan, dry_run=False, lock=lock)
 
-    def _rollback(self, conn: Connection, plan: RollbackPlan, *, dry_run: bool) -> RollbackResult:
+    def _rollback(
+        self, conn: Connection, plan: RollbackPlan, *, dry_run: bool, lock: MigrationLock | None = None
+    ) -> RollbackResult:
         before, after = plan.version_before, plan.version_after
         if plan.empty:
             self.logger.info("Nothing to roll back (version %s).", before)
@@ -378,6 +452,7 @@ class Migrator:
                     "\n".join(f"  {s};" for s in run.statements),
                 )
             return RollbackResult(runs, True, before, after, plan.warnings)
+        assert lock is not None
         queries = self.dialect.queries
         done: list[MigrationRun] = []
         self.logger.info("Starting rollback of %d version(s) from %s...", len(plan.steps), before)
@@ -389,6 +464,7 @@ class Migrator:
                     step.section,
                     _statement(queries.delete_version_stmt(), {"version": step.file.version}),
                     done,
+                    lock,
                     direction="rollback",
                 )
             )

@@ -183,11 +183,11 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
     :param strict: refuse files with constructs Jetbase's parser mishandles. Templated.
     :param lock_timeout: seconds to wait for another migration run's lock before failing. Templated.
     :param stale_lock_after: take over a held lock instead of waiting for it when its holder is
-        provably gone: it recorded this host and a pid that no longer exists (a SIGKILLed or
-        OOM-killed task on the same machine), or the lock is older than this many seconds (by the
-        database's clock). ``None`` (default) never takes a lock over, as the ``jetbase`` CLI. Set it
-        well above your longest migration run: a run that really takes longer would be run twice.
-        Templated.
+        provably gone (PostgreSQL, MySQL/MariaDB: its session lock is free; elsewhere: its pid is gone
+        in this PID namespace), or when nothing proves it alive (a CLI lock, an empty process_id, or a
+        database without session locks) and its ``locked_at`` heartbeat is older than this many
+        seconds by the database's clock. Must be > 0 and at least 30 s (three heartbeats). ``None``
+        (default) never takes a lock over, as the ``jetbase`` CLI. Templated.
     :param emit_asset_event: declare the schema-change outlet (see the module docstring).
     :param store_schema_snapshot: after an upgrade that applied something (not a dry run), reflect
         the schema and store it in ``jetbase_schema_snapshot`` (a table of ours next to Jetbase's),

@@ -25,8 +25,9 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, Engine
 
 from airflow_provider_jetbase.migration import Migrator
+from airflow_provider_jetbase.migration.dialects import dialect_for
 from airflow_provider_jetbase.migration.errors import LockTimeoutError
-from airflow_provider_jetbase.migration.lock import make_process_id, parse_process_id
+from airflow_provider_jetbase.migration.lock import MigrationLock, parse_process_id
 from tests.jetbase_cli import write_migration
 from tests.reliability.workers import RESULT
 
@@ -165,7 +166,8 @@ def test_sigkill_mid_migration_leaves_no_trace_and_the_rerun_takes_over_the_dead
         assert [r.version for r in result.applied] == ["2", "3"]
         takeover = [r for r in caplog.records if "STALE JETBASE LOCK" in r.getMessage()]
         assert takeover and takeover[0].levelno == logging.WARNING
-        assert f"pid {pid}" in takeover[0].getMessage() and "no longer running" in takeover[0].getMessage()
+        # PostgreSQL proves it by the advisory lock the dead holder's session held, not by guessing.
+        assert f"pid {pid}" in takeover[0].getMessage() and "session is gone" in takeover[0].getMessage()
         final = state(engine)
         assert final["versions"] == ["1", "2", "3"] and not final["locked"]
         with engine.connect() as conn:
@@ -209,31 +211,42 @@ def test_old_lock_without_a_recorded_holder_is_taken_over_by_age(
 
 
 def test_live_holder_is_never_taken_over(postgres_url: URL, tmp_path: Path) -> None:
-    """A fresh lock whose recorded pid is alive on this host stays held, even with the policy on."""
+    """A live engine holder (its session lock held) stays held, even with the policy on and its
+    locked_at set back two hours by hand: the waiter cannot obtain the session lock, so it never
+    presumes the holder dead."""
     folder = tmp_path / "migrations"
     write_migration(folder, "V1__first.sql", "CREATE TABLE first_t (id INT);")
     engine = create_engine(postgres_url)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         Migrator(engine, folder).upgrade()
-        holder = make_process_id(pid=sleeper.pid)
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE jetbase_lock SET is_locked = TRUE, locked_at = CURRENT_TIMESTAMP, "
-                    "process_id = :p WHERE id = 1"
-                ),
-                {"p": holder},
+        with engine.connect() as conn:
+            holder = MigrationLock(
+                conn,
+                engine,
+                dialect_for(engine),
+                timeout=5,
+                poll_interval=0.1,
+                owner="live",
+                stale_after=None,
+                logger=logging.getLogger("test.live_holder"),
             )
-        with pytest.raises(LockTimeoutError) as info:
-            Migrator(
-                engine, folder, lock_timeout=0.5, lock_poll_interval=0.1, stale_lock_after=3600
-            ).upgrade()
-        assert f"pid {sleeper.pid} on this host" in str(info.value)
-        assert state(engine)["process_id"] == holder
+            holder.acquire()
+            try:
+                with engine.begin() as other:
+                    other.execute(
+                        text(
+                            "UPDATE jetbase_lock SET locked_at = locked_at - INTERVAL '2 hours' WHERE id = 1"
+                        )
+                    )
+                with pytest.raises(LockTimeoutError):
+                    Migrator(
+                        engine, folder, lock_timeout=0.5, lock_poll_interval=0.1, stale_lock_after=3600
+                    ).upgrade()
+                assert state(engine)["process_id"] == holder.process_id
+            finally:
+                holder.release()
+        assert not state(engine)["locked"]
     finally:
-        sleeper.kill()
-        sleeper.wait()
         engine.dispose()
 
 
