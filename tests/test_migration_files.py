@@ -210,3 +210,55 @@ def test_byte_order_mark_is_a_hazard_but_kept_like_jetbase(tmp_path: Path) -> No
     assert migration.checksum == calculate_checksum(parse_upgrade_statements(str(path)))
     path.write_bytes(b"SELECT 1;\n")
     assert load_file(path, path.name).upgrade_warnings() == ()
+
+
+@pytest.mark.parametrize("name", ["V1__x.SQL", "V1__x.Sql"])
+def test_upper_case_sql_extension_is_refused_naming_the_file(tmp_path: Path, name: str) -> None:
+    _write(tmp_path, name)
+    with pytest.raises(MigrationFileError, match="lower-case '.sql'") as caught:
+        discover(tmp_path, LOG)
+    assert name in str(caught.value)
+
+
+def test_name_like_a_migration_without_sql_extension_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write(tmp_path, "V1__one.sql")
+    _write(tmp_path, "V2__two.sql.bak")
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        found = discover(tmp_path, LOG)
+    assert [f.filename for f in found.versioned] == ["V1__one.sql"]
+    assert any(
+        "V2__two.sql.bak" in r.getMessage() and "will NOT run" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_kubernetes_configmap_layout_reads_each_file_once(tmp_path: Path) -> None:
+    stamp = tmp_path / "..2026_01_01_00_00_00.123"
+    stamp.mkdir()
+    for name in ("V1__a.sql", "V2__b.sql"):
+        (stamp / name).write_text("SELECT 1;\n", encoding="utf-8")
+    (tmp_path / "..data").symlink_to(stamp.name)
+    for name in ("V1__a.sql", "V2__b.sql"):
+        (tmp_path / name).symlink_to(f"..data/{name}")
+    found = discover(tmp_path, LOG)
+    assert [f.relpath for f in found.versioned] == ["V1__a.sql", "V2__b.sql"]
+
+
+def test_non_ascii_digits_in_a_version_are_refused_naming_the_file(tmp_path: Path) -> None:
+    _write(tmp_path, "V\uff12__x.sql")
+    with pytest.raises(MigrationFileError, match="ASCII digits") as caught:
+        discover(tmp_path, LOG)
+    assert "V\uff12__x.sql" in str(caught.value)
+    with pytest.raises(InvalidArgumentError, match="'target_version'"):
+        from airflow_provider_jetbase.migration.versions import normalise_version
+
+        normalise_version("\uff11", "target_version")
+
+
+@pytest.mark.parametrize("value", ["\uff12", "\u00b2"])
+def test_non_ascii_count_is_a_parameter_error(value: str) -> None:
+    from airflow_provider_jetbase.operators._params import to_optional_positive_int
+
+    with pytest.raises(ValueError, match="Parameter 'count'"):
+        to_optional_positive_int("count", value)

@@ -1,4 +1,4 @@
-"""Discovering and parsing migration files, exactly as Jetbase 0.18.1 reads them.
+r"""Discovering and parsing migration files, exactly as Jetbase 0.18.1 reads them.
 
 Jetbase's filename rules, description text and checksum are reused from the ``jetbase`` package.
 Its statement parser (``jetbase.engine.file_parser``) only takes a path and re-opens the file with
@@ -7,8 +7,11 @@ to remember where each statement starts; ``tests/test_migration_files.py`` prove
 the same statements as Jetbase's on the same inputs.
 
 Differences from Jetbase, on purpose:
-- files that are not ``.sql`` (``.gitkeep``, ``README.md``, ``x.sql~``, ``.x.sql.swp``) and hidden
-  files are ignored with a debug log line instead of crashing the upgrade;
+- files that are not ``.sql`` (``.gitkeep``, ``README.md``, ``x.sql~``, ``.x.sql.swp``), hidden
+  files and hidden directories (a Kubernetes ConfigMap's ``..data``) are ignored instead of
+  crashing the upgrade; a name that looks like a migration but does not end in ``.sql`` is ignored
+  with a WARNING, and one ending in ``.SQL`` (any other letter case) is an error;
+- a version must be ASCII digits (Jetbase's ``\d`` also takes ``V２``, which then crashes);
 - the walk is sorted, so discovery is deterministic;
 - invalid UTF-8 is an error that names the file;
 - two repeatable files with the same name in different folders are an error (Jetbase would run both
@@ -272,6 +275,44 @@ def load_file(path: Path, relpath: str) -> MigrationFile:
     )
 
 
+# What a migration's name starts with, in any letter case: a file like this that is not read is
+# never skipped silently.
+_LOOKS_LIKE_MIGRATION_RE = re.compile(r"^(?:v[0-9]|ra__|roc__)", re.IGNORECASE)
+_ASCII_VERSION_RE = re.compile(r"^[0-9]+(?:[._][0-9]+)*$", re.ASCII)
+
+
+def _ignore_non_sql(filename: str, relpath: str, logger: logging.Logger) -> None:
+    if filename.lower().endswith(".sql"):
+        # The jetbase CLI skips such a file without a word (it only reads names ending in ".sql"),
+        # so applying it here would record a version the CLI cannot find: refuse it instead.
+        raise MigrationFileError(
+            f"{relpath} looks like a migration file but its extension is {filename[-4:]!r}: Jetbase only "
+            "reads files ending in lower-case '.sql' (the jetbase CLI would skip it silently). Rename it "
+            f"to {filename[:-4]}.sql",
+            filename=filename,
+        )
+    if _LOOKS_LIKE_MIGRATION_RE.match(filename) and "__" in filename:
+        logger.warning(
+            "Ignoring %s in the migrations folder: its name looks like a migration but it does not end "
+            "in '.sql', so it will NOT run",
+            relpath,
+        )
+        return
+    logger.debug("Ignoring %s in the migrations folder: not a .sql file", relpath)
+
+
+def _check_ascii_version(filename: str, relpath: str) -> None:
+    if not filename.startswith("V"):
+        return
+    version = filename.split("__")[0][1:]
+    if not _ASCII_VERSION_RE.match(version):
+        raise MigrationFileError(
+            f"Invalid migration filename: {relpath}: the version {version!r} must be ASCII digits 0-9 "
+            f"separated by '.' or '_'. {FILENAME_HELP}",
+            filename=filename,
+        )
+
+
 def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> MigrationSet:
     """Walk ``directory`` recursively (sorted) and read every migration file once."""
     root = Path(directory)
@@ -280,7 +321,10 @@ def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> Migra
     versioned: dict[str, MigrationFile] = {}
     repeatables: dict[str, MigrationFile] = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        # Hidden directories are skipped like hidden files: a Kubernetes ConfigMap volume holds each
+        # file twice, as a symlink and inside a hidden timestamped directory (..2026_01_01_...), and
+        # walking that directory would read every migration twice.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for dirname in dirnames:
             if dirname.endswith(".sql"):
                 relpath = (Path(dirpath) / dirname).relative_to(root).as_posix()
@@ -294,16 +338,17 @@ def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> Migra
         prefix = "" if reldir == os.curdir else reldir.replace(os.sep, "/") + "/"
         for filename in sorted(filenames):
             relpath = prefix + filename
-            if not filename.endswith(".sql"):
-                logger.debug("Ignoring %s in the migrations folder: not a .sql file", relpath)
-                continue
             if filename.startswith("."):
                 logger.debug("Ignoring %s in the migrations folder: hidden file", relpath)
+                continue
+            if not filename.endswith(".sql"):
+                _ignore_non_sql(filename, relpath, logger)
                 continue
             if not is_filename_format_valid(filename=filename):
                 raise MigrationFileError(
                     f"Invalid migration filename: {relpath}. {FILENAME_HELP}", filename=filename
                 )
+            _check_ascii_version(filename, relpath)
             if not is_filename_length_valid(filename=filename):
                 raise MigrationFileError(
                     f"Migration filename too long ({len(filename)} characters, at most 512): {relpath}",

@@ -94,7 +94,7 @@ def upgrade_options(
     check_exclusive(count, to_version, "upgrade")
     return UpgradeOptions(
         count=check_count(count),
-        to_version=normalise_version(to_version) if to_version is not None else None,
+        to_version=normalise_version(to_version, "to_version") if to_version is not None else None,
         skip_validation=skip_validation,
         skip_checksum_validation=skip_checksum_validation,
         skip_file_validation=skip_file_validation,
@@ -106,7 +106,7 @@ def rollback_options(count: Any = None, to_version: Any = None, *, strict: bool 
     """Neither ``count`` nor ``to_version``: roll back one version."""
     check_exclusive(count, to_version, "rollback")
     checked = check_count(count)
-    target = normalise_version(to_version) if to_version is not None else None
+    target = normalise_version(to_version, "to_version") if to_version is not None else None
     if checked is None and target is None:
         checked = 1
     return RollbackOptions(count=checked, to_version=target, strict=strict)

@@ -16,17 +16,20 @@ from packaging.version import Version
 
 from airflow_provider_jetbase.migration.errors import InvalidArgumentError
 
-_VERSION_RE = re.compile(r"^\d+([._]\d+)*$")
+# ASCII only: ``\d`` also matches "２" and "²", which packaging then rejects with a bare error.
+_VERSION_RE = re.compile(r"^[0-9]+([._][0-9]+)*$", re.ASCII)
 
 
-def normalise_version(version: str | int | float) -> str:
-    """``"1_2"`` and ``"1.2"`` both become ``"1.2"``, the form Jetbase stores; junk is an error."""
+def normalise_version(version: str | int | float, parameter: str | None = None) -> str:
+    """``"1_2"`` and ``"1.2"`` both become ``"1.2"``, the form Jetbase stores; junk is an error
+    (naming ``parameter`` when given)."""
     candidate = str(version).strip()
     if candidate[:1] in {"V", "v"}:
         candidate = candidate[1:]
     if not _VERSION_RE.match(candidate):
+        what = f"'{parameter}'" if parameter else "migration version"
         raise InvalidArgumentError(
-            f"Invalid migration version {version!r}: expected digits separated by '.' or '_' "
+            f"Invalid {what} {version!r}: expected ASCII digits 0-9 separated by '.' or '_' "
             "(for example 3, 1.2 or 1_2)"
         )
     return candidate.replace("_", ".")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 _EMPTY_STRINGS = {"", "none", "null"}
 _TRUE_STRINGS = {"true", "1", "yes", "y", "on"}
 _FALSE_STRINGS = {"false", "0", "no", "n", "off"}
+_ASCII_INT_RE = re.compile(r"^\+?[0-9]+$", re.ASCII)
 
 
 def is_empty(value: Any) -> bool:
@@ -36,7 +38,8 @@ def to_optional_positive_int(name: str, value: Any) -> int | None:
         raise ParameterError(f"Parameter '{name}' must be a positive integer, got the boolean {value!r}")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
+    elif isinstance(value, str) and _ASCII_INT_RE.match(value.strip()):
+        # ASCII only: str.isdigit() and int() also take "２" (and isdigit() "²", which int() rejects).
         number = int(value.strip())
     else:
         raise ParameterError(f"Parameter '{name}' must be a positive integer, got {value!r}")

@@ -47,12 +47,14 @@ class VersionChecker:
         self._engine: Engine | None = None
 
     def check(self) -> tuple[bool, str | None]:
-        """(reached, current); a missing version table means "not yet". Blocking: call it off the
+        """(reached, current); a missing version table means "not yet", a version table the user
+        may not read raises TablePermissionError (never "not yet"). Blocking: call it off the
         event loop. ``target_version`` accepts ``1.2`` and ``1_2``."""
         from airflow_provider_jetbase.migration.state import fetch_current_version
-        from airflow_provider_jetbase.migration.versions import version_key
+        from airflow_provider_jetbase.migration.versions import normalise_version, version_key
 
-        target = version_key(self.target_version)  # an invalid target fails before any I/O
+        # An invalid target fails before any I/O, naming the parameter.
+        target = version_key(normalise_version(self.target_version, "target_version"))
         if self._engine is None:
             from sqlalchemy.pool import NullPool
 
