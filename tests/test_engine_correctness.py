@@ -551,8 +551,11 @@ def test_non_migration_files_are_ignored(
     assert migrator.status().pending == ()
     assert [r.filename for r in migrator.rollback().rolled_back] == ["V2__create_t2.sql"]
     debug_text = "\n".join(r.getMessage() for r in handler.records if r.levelno == logging.DEBUG)
-    for name in (".gitkeep", "README.md", "V1__create_t1.sql~"):
+    for name in (".gitkeep", "README.md"):
         assert name in debug_text, f"no debug line about ignoring {name}:\n{debug_text}"
+    # A name that looks like a migration is ignored loudly, not in a DEBUG line.
+    warning_text = "\n".join(r.getMessage() for r in handler.records if r.levelno == logging.WARNING)
+    assert "V1__create_t1.sql~" in warning_text, f"no warning about the editor backup:\n{warning_text}"
 
 
 @pytest.mark.parametrize("bad_name", ["V1_create_t9.sql", "create_t9.sql", "Vx__create_t9.sql", "V2__.sql"])

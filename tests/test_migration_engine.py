@@ -205,7 +205,7 @@ def test_argument_errors(sqlite_url: URL, folder: Path, engines: Callable[..., E
         migrator.upgrade(count=1, to_version="2")
     with pytest.raises(InvalidArgumentError, match="both 'count'"):
         migrator.rollback(count=1, to_version="1")
-    with pytest.raises(InvalidArgumentError, match="Invalid migration version"):
+    with pytest.raises(InvalidArgumentError, match="Invalid 'to_version' 'two'"):
         migrator.upgrade(to_version="two")
     assert not tables(engine)
     with pytest.raises(VersionNotFoundError, match="to_version 7 has no migration file"):

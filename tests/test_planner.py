@@ -100,7 +100,7 @@ def test_count_and_to_version_are_exclusive_and_to_version_is_normalised() -> No
         rollback_options(1, "3")
     assert upgrade_options(to_version="V1_2").to_version == "1.2"
     assert rollback_options(to_version=" 2_0_1 ").to_version == "2.0.1"
-    with pytest.raises(InvalidArgumentError, match="Invalid migration version 'abc'"):
+    with pytest.raises(InvalidArgumentError, match="Invalid 'to_version' 'abc'"):
         upgrade_options(to_version="abc")
 
 
