@@ -150,6 +150,15 @@ def migration_findings(engine: Engine, migrator: Any, status: Any, stale_lock_af
     return findings
 
 
+class _ReplayImpossible(JetbaseProviderError):
+    """Replay was asked for (or chosen by "auto") and could not run; carries the finding kind."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
 def _schema_by_replay(
     engine: Engine,
     migrations_dir: Path,
@@ -160,14 +169,24 @@ def _schema_by_replay(
     notes: list[str],
     logger: logging.Logger,
 ) -> tuple[list[Finding], str]:
-    from airflow_provider_jetbase.drift.replay import ReplayError, build_expected_schema, plan_replay
+    from airflow_provider_jetbase.drift.replay import (
+        ReplayError,
+        ReplayRefusedError,
+        ReplayUnavailableError,
+        build_expected_schema,
+        plan_replay,
+    )
 
-    plan = plan_replay(status.applied, migrations_dir)
+    plan = plan_replay(status.applied, migrations_dir, logger)
     notes.extend(plan.notes)
     try:
         expected, detail = build_expected_schema(
             engine, plan, reference=reference_engine, connect_args=scratch_connect_args, logger=logger
         )
+    except ReplayRefusedError as exc:
+        raise _ReplayImpossible("replay_refused", str(exc)) from exc
+    except ReplayUnavailableError as exc:
+        raise _ReplayImpossible("replay_unavailable", str(exc)) from exc
     except ReplayError as exc:
         return [
             Finding("replay_failed", str(exc), object=exc.filename, filename=exc.filename)
@@ -208,6 +227,38 @@ def _schema_by_snapshot(
         findings,
         f"stored snapshot of {stored.captured_at} at version {stored.jetbase_version or '(none)'}",
     )
+
+
+def _after_impossible_replay(
+    engine: Engine,
+    current_version: str | None,
+    live: SchemaModel,
+    impossible: _ReplayImpossible,
+    requested: str,
+    logger: logging.Logger,
+) -> tuple[list[Finding], str, str | None]:
+    """Replay could not run. With ``method="auto"`` and a stored snapshot, compare with the snapshot
+    and say why; otherwise the schema check did not run: the report's error says so."""
+    from airflow_provider_jetbase.drift.snapshot import load_latest_snapshot
+
+    if requested == "auto" and load_latest_snapshot(engine) is not None:
+        logger.warning(
+            "Jetbase drift check: %s; comparing with the stored schema snapshot instead", impossible
+        )
+        findings, detail = _schema_by_snapshot(engine, current_version, live)
+        finding = Finding(
+            impossible.kind,
+            f"{impossible.reason}. The schema was compared with the stored snapshot instead",
+            object="replay",
+        )
+        return [finding, *findings], f"{detail}; replay not possible ({impossible.kind})", None
+    fallback = (
+        "; no schema snapshot is stored to compare with instead"
+        if requested == "auto"
+        else "; method='replay' was asked for, so no snapshot was used instead"
+    )
+    logger.error("Jetbase drift check: the schema check could not run: %s%s", impossible, fallback)
+    return [], "not run", f"{impossible.reason}{fallback}"
 
 
 def _choose_method(method: str, dialect: str) -> str:
@@ -290,6 +341,7 @@ def run_drift_check(
     notes: list[str] = []
 
     tables_checked = 0
+    error: str | None = None
     if chosen == "none":
         detail = "schema not compared"
     else:
@@ -298,14 +350,20 @@ def run_drift_check(
         if live.unsupported:
             notes.append(f"{dialect} cannot reflect: {', '.join(live.unsupported)} (not compared)")
         if chosen == "replay":
-            schema_findings, detail = _schema_by_replay(
-                engine, directory, status, reference_engine, scratch_connect_args, live, notes, log
-            )
+            try:
+                schema_findings, detail = _schema_by_replay(
+                    engine, directory, status, reference_engine, scratch_connect_args, live, notes, log
+                )
+            except _ReplayImpossible as impossible:
+                schema_findings, detail, error = _after_impossible_replay(
+                    engine, status.current, live, impossible, method, log
+                )
+                chosen = "snapshot" if error is None else "replay"
         else:
             schema_findings, detail = _schema_by_snapshot(engine, status.current, live)
         findings += schema_findings
         edited = sorted({f.filename or "?" for f in findings if f.kind == "checksum_mismatch"})
-        if edited and chosen == "replay":
+        if edited and chosen == "replay" and error is None:
             notes.append(
                 f"{', '.join(edited)} changed since applied and {'was' if len(edited) == 1 else 'were'} "
                 "replayed as it is now: schema findings on what it creates may come from the edit"
@@ -324,4 +382,5 @@ def run_drift_check(
         duration_ms=(time.perf_counter() - started) * 1000,
         tables_checked=tables_checked,
         notes=tuple(notes),
+        error=error,
     )

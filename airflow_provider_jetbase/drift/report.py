@@ -12,6 +12,12 @@ ERROR = "error"
 WARNING = "warning"
 INFO = "info"
 
+# The outcome of a check: it ran and found nothing failing, it ran and found drift, or it could not
+# do what was asked (the report's ``error`` says why) - never read as "no drift".
+OK = "ok"
+DRIFT = "drift"
+NOT_RUN = "error"
+
 SCHEMA = "schema"
 MIGRATION = "migration"
 CHECK = "check"
@@ -63,7 +69,10 @@ MIGRATION_KINDS = frozenset(
     }
 )
 
-CHECK_KINDS = frozenset({"snapshot_missing", "snapshot_outdated"})
+# About the check itself. "replay_refused" / "replay_unavailable": replay could not run (a statement
+# reached outside the scratch database, or the confined scratch target could not be set up) and the
+# schema was compared with the stored snapshot instead.
+CHECK_KINDS = frozenset({"snapshot_missing", "snapshot_outdated", "replay_refused", "replay_unavailable"})
 
 ALL_KINDS = SCHEMA_KINDS | MIGRATION_KINDS | CHECK_KINDS
 
@@ -140,7 +149,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The outcome of one drift check. ``failed`` is True when a finding's kind is in fail_on."""
+    """The outcome of one drift check. ``failed`` is True when a finding's kind is in fail_on;
+    ``error`` is set when the check could not be carried out (``status`` is then ``"error"``)."""
 
     dialect: str
     method: str  # "replay" | "snapshot" | "none"
@@ -154,6 +164,13 @@ class DriftReport:
     duration_ms: float
     tables_checked: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return NOT_RUN
+        return DRIFT if self.failed else OK
 
     @property
     def failed(self) -> bool:
@@ -169,6 +186,13 @@ class DriftReport:
 
     def summary(self) -> str:
         counts = self.counts()
+        if self.error is not None:
+            return (
+                f"Jetbase drift check: COULD NOT RUN - {self.error}; {counts[ERROR]} error(s), "
+                f"{counts[WARNING]} warning(s) among the migration checks that did run; version "
+                f"{self.current_version or '(none)'}, {self.applied_count} applied, "
+                f"{self.pending_count} pending"
+            )
         verdict = "DRIFT" if self.failed else ("OK with warnings" if counts[WARNING] else "OK")
         return (
             f"Jetbase drift check: {verdict} - {counts[ERROR]} error(s), {counts[WARNING]} warning(s), "
@@ -179,7 +203,9 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": not self.failed,
+            "ok": self.status == OK,
+            "status": self.status,
+            "error": self.error,
             "dialect": self.dialect,
             "method": self.method,
             "method_detail": self.method_detail,
