@@ -11,7 +11,12 @@ and returned to XCom (also under the key ``drift_report``).
 By default, schema drift, an edited applied file (``checksum_mismatch``) and a deleted applied
 file (``missing_file``) fail the task; everything else is a warning or information. The failure
 runs ``alert_on_drift`` (``on_failure_callback``): replace its body with your Slack, e-mail or
-PagerDuty call. ``retries=0``: a retry would find the same drift.
+PagerDuty call. A check that could not run (for example a user without the right to create the
+scratch database) fails the task too, with its own alert text: it is not drift, and never reads as
+"0 failing findings". ``retries=0``: a retry would find the same drift.
+
+Unpausing the DAG starts the most recent 03:00 run at once (``catchup=False`` skips only the older
+ones): make sure the connection and its privileges are ready first.
 
 Connection: ``jetbase_drift_demo``. For the embedded demo it is a SQLite file, e.g.
 ``AIRFLOW_CONN_JETBASE_DRIFT_DEMO='{"conn_type": "sqlite", "host": "/abs/path/drift_demo.db"}'``;
@@ -38,15 +43,21 @@ log = logging.getLogger("airflow.task")
 
 
 def alert_on_drift(context: dict[str, Any]) -> None:
-    """Called when ``check_drift`` fails: send the summary wherever your team looks."""
+    """Called when ``check_drift`` fails: send the summary wherever your team looks.
+
+    Two different alerts: drift (the database no longer matches its migrations), and a check that
+    could not run at all (no right to create the scratch database, server unreachable, ...), which
+    says nothing about drift and must never read as "0 failing findings"."""
     ti = context["ti"]
     report = ti.xcom_pull(task_ids=ti.task_id, key="drift_report") or {}
-    failing = [f for f in report.get("findings", []) if f.get("severity") == "error"]
-    lines = [f"- {f['kind']}: {f.get('object') or '-'}: {f['message']}" for f in failing]
-    message = (
-        f"JETBASE DRIFT ALERT for {CONN_ID} ({ti.dag_id}, run {ti.run_id}): "
-        f"{len(failing)} failing finding(s)\n" + "\n".join(lines)
-    )
+    where = f"{CONN_ID} ({ti.dag_id}, run {ti.run_id})"
+    if report.get("status") != "drift":
+        cause = report.get("error") or context.get("exception") or "unknown cause"
+        message = f"JETBASE DRIFT CHECK COULD NOT RUN for {where}: {cause}"
+    else:
+        failing = [f for f in report.get("findings", []) if f.get("severity") == "error"]
+        lines = [f"- {f['kind']}: {f.get('object') or '-'}: {f['message']}" for f in failing]
+        message = f"JETBASE DRIFT ALERT for {where}: {len(failing)} failing finding(s)\n" + "\n".join(lines)
     # e.g. SlackWebhookHook(slack_webhook_conn_id="slack_alerts").send(text=message)
     log.error(message)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +75,36 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> object:
     from tests.airflow_harness import AirflowHome
 
     return AirflowHome.create(tmp_path_factory.mktemp("airflow_home"))
+
+
+@pytest.fixture
+def pg_login(postgres_url: URL) -> Iterator[Callable[[str], URL]]:
+    """Make a login role of the test on ``postgres_url``'s database (``make("NOCREATEDB ...")``,
+    with SELECT on its public tables); every role made is dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    made: list[str] = []
+
+    def run(url: URL, *statements: str) -> None:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                for statement in statements:
+                    conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
+    def make(attributes: str) -> URL:
+        role = dbs.new_name("jbt_login")
+        run(
+            postgres_url,
+            f"CREATE ROLE {role} LOGIN {attributes}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+        )
+        made.append(role)
+        return postgres_url.set(username=role)
+
+    yield make
+    for role in made:
+        run(postgres_url, f"DROP OWNED BY {role}")
+        run(postgres_url.set(database="postgres"), f"DROP ROLE IF EXISTS {role}")

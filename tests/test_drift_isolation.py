@@ -326,31 +326,6 @@ def test_replay_cannot_attach_files_on_sqlite(sqlite_url: URL, tmp_path: Path) -
 
 
 # ----------------------------------------------------------------------------- set-up refused
-@pytest.fixture
-def pg_login(postgres_url: URL) -> Iterator[Any]:
-    """Make a login role of the test (``make(attributes)``); every role made is dropped afterwards."""
-    made: list[str] = []
-
-    def make(attributes: str) -> URL:
-        role = f"jbt_login_{_token()}"
-        with disposing(create_engine(postgres_url, isolation_level="AUTOCOMMIT")) as live:
-            run_sql(
-                live,
-                f"CREATE ROLE {role} LOGIN {attributes}; "
-                f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
-            )
-        made.append(role)
-        return postgres_url.set(username=role)
-
-    yield make
-    with disposing(create_engine(postgres_url, isolation_level="AUTOCOMMIT")) as live:
-        for role in made:
-            run_sql(live, f"DROP OWNED BY {role}")
-    with disposing(_pg_admin(postgres_url)) as admin:
-        for role in made:
-            run_sql(admin, f"DROP ROLE IF EXISTS {role}")
-
-
 def _migrated_accounts(url: URL, tmp_path: Path) -> Path:
     migrations = tmp_path / "migrations"
     migrations.mkdir(exist_ok=True)

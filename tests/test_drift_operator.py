@@ -144,3 +144,42 @@ def test_example_dag_passes_then_alerts_on_drift(airflow_home: AirflowHome, tmp_
     assert "column_added" in drift.output and "accounts.nickname" in drift.output
     assert "JETBASE DRIFT ALERT for jetbase_drift_demo" in drift.output, drift.explain()
     assert "- index_dropped: invoices.ix_invoices_issued_on" in drift.output
+
+
+def test_operator_fails_with_could_not_run_when_the_check_cannot_run(
+    postgres_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_login: Any
+) -> None:
+    """A check that could not run (no CREATEDB for the scratch database) is its own outcome: the task
+    fails saying so, even with soft_fail, and never reads as drift or as "0 failing findings"."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    dags = tmp_path / "dags"
+    with disposing(make_engine(postgres_url)) as engine:
+        write_migrations(dags / "migrations", engine.dialect.name)
+        Migrator(engine, dags / "migrations").upgrade()
+    limited = pg_login("NOCREATEDB CREATEROLE")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", conn_env_value(limited))
+    for soft_fail in (False, True):
+        task = _operator(dags / "dag.py", "migrations", soft_fail=soft_fail)
+        ti = _FakeTI()
+        context = {"dag": task.dag, "task": task, "ti": ti, "params": {}, "run_id": "manual__t"}
+        with pytest.raises(AirflowFailException) as failed:
+            task.execute(context)
+        message = str(failed.value)
+        assert message.startswith(f"Jetbase drift check COULD NOT RUN on connection '{CONN_ID}'"), message
+        assert "may not create databases (no CREATEDB)" in message
+        assert "drift found" not in message and "failing finding" not in message
+        report = ti.pushed["drift_report"]
+        assert report["status"] == "error" and report["ok"] is False and report["findings"] == []
+
+
+def test_example_dag_alerts_could_not_run_when_the_database_is_missing(
+    airflow_home: AirflowHome, tmp_path: Path
+) -> None:
+    missing = tmp_path / "never_created.db"
+    connections = {"jetbase_drift_demo": conn_env_value(str(missing))}
+    run = airflow_home.run_dag(EXAMPLE, "example_jetbase_drift_check", connections=connections)
+    assert run.tasks == {"check_drift": "failed"}, run.explain()
+    assert "JETBASE DRIFT CHECK COULD NOT RUN for jetbase_drift_demo" in run.output, run.explain()
+    assert "JETBASE DRIFT ALERT" not in run.output and "failing finding" not in run.output
+    assert not missing.exists()  # a check never creates the database it checks

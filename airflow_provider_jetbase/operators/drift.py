@@ -51,7 +51,9 @@ class JetbaseDriftCheckOperator(BaseOperator):
     :param pending_is_drift: fail on pending migrations instead of reporting them as information.
     :param stale_lock_after: seconds after which a held Jetbase lock is reported as ``stale_lock``.
     :param method: ``"auto"``, ``"replay"``, ``"snapshot"`` or ``"none"`` (no schema comparison).
-    :param soft_fail: on drift, mark the task skipped instead of failed.
+    :param soft_fail: on drift, mark the task skipped instead of failed. A check that could not run
+        (report status ``"error"``: for example no right to create the scratch database) always fails
+        the task, with a message starting ``Jetbase drift check COULD NOT RUN``.
     """
 
     template_fields: Sequence[str] = (
@@ -126,6 +128,12 @@ class JetbaseDriftCheckOperator(BaseOperator):
         if ti is not None:
             # Pushed before failing, so an on_failure_callback can read the report.
             ti.xcom_push(key=XCOM_KEY, value=result)
+        if report.status == "error":
+            # Not drift and not "no findings": the schema was never compared. soft_fail does not
+            # turn this into a skip, because a skipped nightly check would hide that nothing is checked.
+            raise fail_exc(
+                f"Jetbase drift check COULD NOT RUN on connection {self.jetbase_conn_id!r}: {report.error}"
+            )
         if report.failed:
             kinds = sorted({f.kind for f in report.errors})
             message = (
