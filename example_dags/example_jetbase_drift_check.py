@@ -31,12 +31,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-from airflow_provider_jetbase.operators.drift import JetbaseDriftCheckOperator
+from airflow.sdk import DAG
 
-try:
-    from airflow.sdk import DAG
-except ImportError:  # Airflow 2.x
-    from airflow import DAG
+from airflow_provider_jetbase.operators.drift import JetbaseDriftCheckOperator
 
 CONN_ID = "jetbase_drift_demo"
 log = logging.getLogger("airflow.task")

@@ -19,13 +19,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
+from airflow.sdk import DAG, task
 
-try:
-    from airflow.sdk import DAG, task
-except ImportError:  # Airflow 2.x
-    from airflow import DAG
-    from airflow.decorators import task  # type: ignore[attr-defined,no-redef]
+from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
 
 CONN_ID = "jetbase_demo"
 CUSTOMERS = {1: "Ada", 2: "Grace"}

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow_provider_jetbase.operators.jetbase import JetbaseRollbackOperator
+from airflow.sdk import DAG, Param
 
-try:
-    from airflow.sdk import DAG, Param
-except ImportError:  # Airflow 2.x
-    from airflow import DAG
-    from airflow.models.param import Param  # type: ignore[no-redef]
+from airflow_provider_jetbase.operators.jetbase import JetbaseRollbackOperator
 
 CONN_ID = "jetbase_rollback_demo"
 MIGRATIONS = "migrations/rollback"

@@ -19,13 +19,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow_provider_jetbase.sensors.jetbase import JetbaseVersionSensor
+from airflow.sdk import DAG, task
 
-try:
-    from airflow.sdk import DAG, task
-except ImportError:  # Airflow 2.x
-    from airflow import DAG
-    from airflow.decorators import task  # type: ignore[attr-defined,no-redef]
+from airflow_provider_jetbase.sensors.jetbase import JetbaseVersionSensor
 
 CONN_ID = "jetbase_wait_demo"
 # Not applied by this DAG: the folder whose versions the sensor waits for.

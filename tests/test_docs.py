@@ -432,7 +432,7 @@ def test_readme_links_and_commands() -> None:
         assert f"make {command}" in readme and re.search(rf"^{command}:", makefile, re.MULTILINE)
     import airflow
 
-    assert f"| Apache Airflow | {airflow.__version__} |" in readme
+    assert f"| Apache Airflow | {airflow.__version__} (whole suite, in CI) |" in readme
 
 
 # ------------------------------------------------------------------------------------ XCom shapes

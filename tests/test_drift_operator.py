@@ -65,7 +65,7 @@ def test_operator_clean_returns_report(migrated: tuple[URL, Path]) -> None:
 
 
 def test_operator_fails_or_soft_fails_on_drift(migrated: tuple[URL, Path]) -> None:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
     url, dags = migrated
     with disposing(make_engine(url)) as engine:
@@ -82,7 +82,7 @@ def test_operator_fails_or_soft_fails_on_drift(migrated: tuple[URL, Path]) -> No
 
 
 def test_operator_templated_params(migrated: tuple[URL, Path]) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     url, dags = migrated
     (dags / "migrations" / "V4__later.sql").write_text("CREATE TABLE later_table (id INT);\n")
@@ -151,7 +151,7 @@ def test_operator_fails_with_could_not_run_when_the_check_cannot_run(
 ) -> None:
     """A check that could not run (no CREATEDB for the scratch database) is its own outcome: the task
     fails saying so, even with soft_fail, and never reads as drift or as "0 failing findings"."""
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     dags = tmp_path / "dags"
     with disposing(make_engine(postgres_url)) as engine:

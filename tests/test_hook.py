@@ -298,7 +298,7 @@ def test_engine_is_new_per_call_and_honours_engine_kwargs(monkeypatch: pytest.Mo
 
 
 def test_secrets_are_registered_with_the_masker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk._shared.secrets_masker import redact
+    from airflow.providers.common.compat.sdk import redact
 
     password = f"pg-secret-{uuid.uuid4().hex}"
     value = {

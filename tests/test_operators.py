@@ -321,7 +321,7 @@ def _snapshot_rows(url: URL) -> list[tuple[str | None, str]]:
 def test_upgrade_stores_a_schema_snapshot_the_drift_check_compares_against(
     sqlite_url: URL, tmp_path: Path, use_conn: UseConn
 ) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     use_conn(sqlite_url)
     migrations = write_migrations(tmp_path / "migrations")

@@ -65,7 +65,8 @@ def test_wheel_metadata(dists: dict[str, Path]) -> None:
         assert f"Classifier: {classifier}\n" in meta
     assert "Project-URL: Documentation, " in meta and "Project-URL: Homepage, " in meta
     assert "License-File: LICENSE" in meta
-    assert "Requires-Dist: apache-airflow>=2.11" in meta
+    assert "Requires-Dist: apache-airflow>=3.1.0" in meta
+    assert "Requires-Dist: apache-airflow-providers-common-compat>=1.22.0" in meta
     assert "Requires-Dist: jetbase<0.19,>=0.18.1" in meta or "Requires-Dist: jetbase>=0.18.1,<0.19" in meta
     # The long description is the README (what PyPI shows).
     assert "Description-Content-Type: text/markdown" in meta

@@ -144,7 +144,10 @@ class _FakeTI:
 def test_reschedule_mode_reschedules_until_reached(
     sqlite_url: URL, tmp_path: Path, use_conn: UseConn
 ) -> None:
-    from airflow.sdk.exceptions import AirflowRescheduleException
+    try:
+        from airflow.sdk.exceptions import AirflowRescheduleException
+    except ImportError:  # Airflow 3.1 keeps it in airflow.exceptions
+        from airflow.exceptions import AirflowRescheduleException  # type: ignore[no-redef]
 
     use_conn(sqlite_url)
     sensor = _sensor(target_version="{{ params.target }}", mode="reschedule", poke_interval=30, timeout=3600)
@@ -160,7 +163,7 @@ def test_reschedule_mode_reschedules_until_reached(
 
 @pytest.mark.parametrize("soft_fail", [False, True])
 def test_timeout_fails_or_skips_with_soft_fail(soft_fail: bool, sqlite_url: URL, use_conn: UseConn) -> None:
-    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
 
     use_conn(sqlite_url)
     sensor = _sensor(target_version="1", timeout=0, poke_interval=0, soft_fail=soft_fail)
@@ -171,7 +174,7 @@ def test_timeout_fails_or_skips_with_soft_fail(soft_fail: bool, sqlite_url: URL,
 def test_deferrable_execute_defers_with_the_trigger(
     sqlite_url: URL, tmp_path: Path, use_conn: UseConn
 ) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.providers.common.compat.sdk import TaskDeferred
 
     from airflow_provider_jetbase.triggers.jetbase import JetbaseVersionTrigger
 
@@ -194,7 +197,7 @@ def test_deferrable_execute_defers_with_the_trigger(
 
 
 def test_execute_complete_success_error_and_soft_fail() -> None:
-    from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+    from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
 
     sensor = _sensor(target_version="2", deferrable=True)
     ok = sensor.execute_complete({}, {"status": "success", "current_version": "4", "target_version": "2"})

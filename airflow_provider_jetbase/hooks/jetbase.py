@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_jetbase.compat import BaseHook, mask_secret
+from airflow.providers.common.compat.sdk import BaseHook
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
@@ -57,7 +57,7 @@ class JetbaseHook(BaseHook):
 
         conn = self.get_connection(self.jetbase_conn_id)
         # Mask before mapping: a mapping error must not be able to reveal a raw secret either.
-        mask_secret(conn.password)
+        _mask(conn.password)
         fields = ConnectionFields(
             conn_id=self.jetbase_conn_id,
             conn_type=conn.conn_type or "",
@@ -70,10 +70,10 @@ class JetbaseHook(BaseHook):
         )
         spec = build_engine_spec(fields, environ=self._environ)
         for secret in spec.secrets:
-            mask_secret(secret)
+            _mask(secret)
         der = spec.connect_args.get("private_key")
         if isinstance(der, bytes):
-            mask_secret(der)
+            _mask(der)
         return spec
 
     def get_sqlalchemy_url(self) -> URL:
@@ -143,10 +143,11 @@ class JetbaseHook(BaseHook):
         except Exception:
             return None
 
-    # ------------------------------------------------------------------ legacy UI (Airflow < 3.2)
+    # ------------------------------------------------------------------ form for Airflow 3.1
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Form fields for Airflow < 3.2; 3.2+ reads ``conn-fields`` from the provider info."""
+        """Form fields for Airflow 3.1 (with flask-appbuilder installed); 3.2+ reads ``conn-fields``
+        from the provider info."""
         from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
         from flask_babel import lazy_gettext
         from wtforms import PasswordField, StringField
@@ -167,7 +168,7 @@ class JetbaseHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Field behaviour for Airflow < 3.2 (same content as the provider info's)."""
+        """Field behaviour for Airflow 3.1 (same content as the provider info's)."""
         from airflow_provider_jetbase import JETBASE_UI_FIELD_BEHAVIOUR
 
         return {
@@ -175,6 +176,24 @@ class JetbaseHook(BaseHook):
             "relabeling": dict(JETBASE_UI_FIELD_BEHAVIOUR["relabeling"]),
             "placeholders": dict(JETBASE_UI_FIELD_BEHAVIOUR["placeholders"]),
         }
+
+
+def _mask(secret: str | bytes | None) -> None:
+    """Register ``secret`` with Airflow's secrets masker; bytes (a DER key) as their printable forms.
+
+    Airflow's masker is thread-safe and changes no process-wide setting, so the triggerer's threads
+    may call this at once."""
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    if not secret:
+        return
+    if isinstance(secret, bytes):
+        import base64
+
+        for form in (base64.b64encode(secret).decode("ascii"), secret.hex()):
+            mask_secret(form)
+        return
+    mask_secret(secret)
 
 
 def _describe(exc: BaseException) -> str:

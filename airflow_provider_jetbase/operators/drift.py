@@ -11,24 +11,18 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_jetbase.compat import BaseOperator
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, BaseOperator
+
 from airflow_provider_jetbase.operators import _params
 
 if TYPE_CHECKING:
-    from airflow_provider_jetbase.compat import Context
+    from airflow.providers.common.compat.sdk import Context
+
 
 # Mirrors airflow_provider_jetbase.drift.report.DEFAULT_FAIL_ON (kept literal: importing the drift
 # package here would cost DAG parsing for a constant).
 DEFAULT_FAIL_ON: tuple[str, ...] = ("schema", "checksum_mismatch", "missing_file")
 XCOM_KEY = "drift_report"
-
-
-def _airflow_exceptions() -> tuple[type[Exception], type[Exception]]:
-    try:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-    except ImportError:  # Airflow 2.x
-        from airflow.exceptions import AirflowFailException, AirflowSkipException  # type: ignore[no-redef]
-    return AirflowFailException, AirflowSkipException
 
 
 class JetbaseDriftCheckOperator(BaseOperator):
@@ -94,7 +88,6 @@ class JetbaseDriftCheckOperator(BaseOperator):
         from airflow_provider_jetbase.drift import run_drift_check
         from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
 
-        fail_exc, skip_exc = _airflow_exceptions()
         folder = _params.resolve_migrations_dir(
             self.migrations_dir, _params.dag_fileloc(context, getattr(self, "dag", None))
         )
@@ -131,7 +124,7 @@ class JetbaseDriftCheckOperator(BaseOperator):
         if report.status == "error":
             # Not drift and not "no findings": the schema was never compared. soft_fail does not
             # turn this into a skip, because a skipped nightly check would hide that nothing is checked.
-            raise fail_exc(
+            raise AirflowFailException(
                 f"Jetbase drift check COULD NOT RUN on connection {self.jetbase_conn_id!r}: {report.error}"
             )
         if report.failed:
@@ -141,8 +134,8 @@ class JetbaseDriftCheckOperator(BaseOperator):
                 f"{report.summary()}"
             )
             if self.soft_fail:
-                raise skip_exc(message)
-            raise fail_exc(message)
+                raise AirflowSkipException(message)
+            raise AirflowFailException(message)
         return result
 
 

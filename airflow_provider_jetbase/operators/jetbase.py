@@ -15,7 +15,6 @@ so an "up to date" run would trigger the consumers too. An alias records only th
 adds, and Airflow creates the asset the first time one is emitted. The event's ``extra`` holds
 ``versions`` (applied, in order) and ``version_before``/``version_after``. When the conn id is
 templated, the asset URI uses the rendered id and the alias name the text written in the DAG.
-On Airflow 2.10/2.11 the same happens with ``DatasetAlias`` and ``Dataset``.
 
 Relative ``migrations_dir`` paths are resolved against the folder of the DAG file, never the
 worker's current directory, so ``migrations_dir="migrations/warehouse"`` works wherever the DAG
@@ -30,12 +29,14 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_jetbase.compat import Asset, AssetAlias, BaseOperator
+from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
+
 from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.operators import _params
 
 if TYPE_CHECKING:
-    from airflow_provider_jetbase.compat import Context
+    from airflow.providers.common.compat.sdk import Context
+
     from airflow_provider_jetbase.migration import Migrator
     from airflow_provider_jetbase.migration.results import MigrationRun
 

@@ -6,26 +6,24 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_jetbase.compat import BaseSensorOperator
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 if TYPE_CHECKING:
-    from airflow_provider_jetbase.compat import Context
+    from airflow.providers.common.compat.sdk import Context
+
     from airflow_provider_jetbase.triggers.jetbase import VersionChecker
 
 
 def _default_deferrable() -> bool:
-    try:
-        from airflow.sdk.configuration import conf
-    except ImportError:  # Airflow 2.x
-        from airflow.configuration import conf
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def _poke_return_value(is_done: bool, xcom_value: Any) -> Any:
-    try:
-        from airflow.sdk import PokeReturnValue
-    except ImportError:  # Airflow 2.x
-        from airflow.sensors.base import PokeReturnValue  # type: ignore[no-redef]
     return PokeReturnValue(is_done=is_done, xcom_value=xcom_value)
 
 
@@ -114,8 +112,6 @@ class JetbaseVersionSensor(BaseSensorOperator):
         if not event or event.get("status") != "success":
             message = (event or {}).get("message") or f"Trigger returned no usable event: {event!r}"
             # AirflowException so that soft_fail/never_fail apply (BaseSensorOperator.resume_execution).
-            from airflow.exceptions import AirflowException
-
             raise AirflowException(message)
         self.log.info(
             "'%s' reached version %s (target %s)",

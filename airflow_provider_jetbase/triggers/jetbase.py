@@ -2,10 +2,9 @@
 
 The check is blocking SQLAlchemy I/O, so :meth:`JetbaseVersionTrigger.run` runs it in a worker
 thread with ``asyncio.to_thread`` and never on the triggerer's event loop. The connection is
-fetched inside that thread by :class:`JetbaseHook`: on Airflow 3 the task SDK's
-``Connection.get`` called from a thread other than the event loop's is forwarded to the triggerer
-supervisor on the loop (the same path as ``sync_to_async(BaseHook.get_connection)``); on
-Airflow 2 it reads the metadata database directly.
+fetched inside that thread by :class:`JetbaseHook`: the task SDK's ``Connection.get`` called from
+a thread other than the event loop's is forwarded to the triggerer supervisor on the loop (the same
+path as ``sync_to_async(BaseHook.get_connection)``).
 
 One :class:`VersionChecker` (one Engine) serves every check of a trigger run, or of a sensor's
 task instance: the connection is looked up and SQLAlchemy's dialect start-up queries (server
@@ -22,7 +21,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_jetbase.compat import BaseTrigger, TriggerEvent
+# Triggers run in the triggerer (server side): their base classes are not part of the Task SDK.
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
