@@ -311,7 +311,18 @@ def _map_mysql(r: _Reader) -> _Built:
         port=r.port(),
         database=f.schema or None,
     )
+    args.update(_pymysql_password_args(url))
     return _Built(url, args, secrets)
+
+
+def _pymysql_password_args(url: URL) -> dict[str, Any]:
+    """PyMySQL encodes a str password as Latin-1: ``pässwörd`` is then refused as a wrong password
+    and ``пароль`` raises a UnicodeEncodeError holding it. UTF-8 bytes, as MySQL/MariaDB clients
+    send them, are passed as is. The URL keeps the password (logs show ``***``, and callers of
+    ``get_sqlalchemy_url`` still get it); connect_args override the URL's value."""
+    if url.drivername != "mysql+pymysql" or not isinstance(url.password, str) or not url.password:
+        return {}
+    return {"password": url.password.encode("utf-8")}
 
 
 # ------------------------------------------------------------------------------------------- sqlite
@@ -543,6 +554,8 @@ def _map_jetbase(r: _Reader) -> _Built:
             url = url.set(password=f.password)
         if backend == "postgresql":
             args, secrets = _postgres_connect_args(r)
+        elif backend == "mysql":
+            args = _pymysql_password_args(url)
     return _Built(url, args, secrets)
 
 

@@ -190,7 +190,31 @@ def test_mysql_fields_and_extras() -> None:
         "ssl": {"ca": "/etc/ca.pem", "check_hostname": False},
         "connect_timeout": 9,
         "local_infile": True,
+        "password": b"pw-123",
     }
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "fields"),
+    [
+        ("mysql", {"host": "h", "login": "u", "password": "pässwörd✓"}),
+        ("jetbase", {"password": "pässwörd✓", "extra": {"sqlalchemy_url": "mysql+pymysql://u@h/db"}}),
+        ("jetbase", {"extra": {"sqlalchemy_url": "mysql+pymysql://u:p%C3%A4ssw%C3%B6rd%E2%9C%93@h/db"}}),
+    ],
+)
+def test_mysql_password_reaches_pymysql_as_utf8_bytes(conn_type: str, fields: dict[str, Any]) -> None:
+    # PyMySQL would encode a str as Latin-1; the URL keeps the str for display (***) and callers.
+    s = spec(conn_type, **fields)
+    assert s.connect_args["password"] == "pässwörd✓".encode()
+    assert s.url.password == "pässwörd✓" and "pässwörd✓" in s.secrets
+
+
+def test_mysql_without_password_passes_none() -> None:
+    assert "password" not in spec("mysql", host="h", login="u").connect_args
+    assert spec("jetbase", extra={"sqlalchemy_url": "mysql+pymysql://u@h/db"}).connect_args == {}
+    # Other MySQL drivers take their own password forms: left to them.
+    fields = ConnectionFields("c", "jetbase", extra={"sqlalchemy_url": "mysql+mysqldb://u:pw@h/db"})
+    assert build_engine_spec(fields, environ={}, check_driver=False).connect_args == {}
 
 
 def test_mysql_ssl_mode_and_unix_socket() -> None:
