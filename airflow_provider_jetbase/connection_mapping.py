@@ -329,12 +329,27 @@ def _pymysql_password_args(url: URL) -> dict[str, Any]:
 def _map_sqlite(r: _Reader) -> _Built:
     # The official provider keeps the file path in host; Airflow's URI parser puts
     # `sqlite:///rel.db` / `sqlite:////abs.db` paths in schema instead, so accept both.
-    path = (r.fields.host or "").strip() or (r.fields.schema or "").strip()
+    host = (r.fields.host or "").strip()
+    path = host or (r.fields.schema or "").strip()
+    field_name = "host" if host else "schema"
     if not path:
         raise r.error("host", "the SQLite database file path (or :memory:) is required in the host field")
     if path.startswith("sqlite:"):
         raise r.error("host", "must be a file path, not a URL; use the jetbase connection type for URLs")
+    _require_absolute_sqlite_path(r, field_name, path)
     return _Built(URL.create("sqlite", database=path))
+
+
+def _require_absolute_sqlite_path(r: _Reader, field_name: str, path: str) -> None:
+    # A relative path would resolve against the process's current directory, which differs between
+    # workers, the triggerer and `airflow tasks test`: each would migrate a different file.
+    if path == ":memory:" or os.path.isabs(path):
+        return
+    raise r.error(
+        field_name,
+        f"the SQLite path {path!r} is relative, and would depend on the worker's current directory: "
+        "use an absolute path (sqlite:////abs/path.db in a URL) or :memory:",
+    )
 
 
 # ---------------------------------------------------------------------------------------- snowflake
@@ -556,6 +571,8 @@ def _map_jetbase(r: _Reader) -> _Built:
             args, secrets = _postgres_connect_args(r)
         elif backend == "mysql":
             args = _pymysql_password_args(url)
+        elif backend == "sqlite" and url.database and url.query.get("uri") is None:
+            _require_absolute_sqlite_path(r, field_name, url.database)
     return _Built(url, args, secrets)
 
 

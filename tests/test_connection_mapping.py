@@ -231,16 +231,36 @@ def test_mysql_ssl_mode_and_unix_socket() -> None:
     ("fields", "database"),
     [
         ({"host": "/var/data/app.db"}, "/var/data/app.db"),
-        ({"host": "relative/app.db"}, "relative/app.db"),
         ({"host": ":memory:"}, ":memory:"),
-        ({"schema": "rel.db"}, "rel.db"),  # Airflow's parse of sqlite:///rel.db
-        ({"schema": "/abs/x.db"}, "/abs/x.db"),  # ... and of sqlite:////abs/x.db
+        ({"schema": "/abs/x.db"}, "/abs/x.db"),  # Airflow's parse of sqlite:////abs/x.db
     ],
 )
 def test_sqlite_paths(fields: dict[str, Any], database: str) -> None:
     s = spec("sqlite", **fields)
     assert s.url.drivername == "sqlite" and s.url.database == database
     assert s.dialect == "sqlite" and s.connect_args == {}
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "fields", "field"),
+    [
+        ("sqlite", {"host": "relative/app.db"}, "host"),
+        ("sqlite", {"host": "~/app.db"}, "host"),  # not expanded by sqlite3 either
+        ("sqlite", {"schema": "rel.db"}, "schema"),  # Airflow's parse of sqlite:///rel.db
+        ("jetbase", {"extra": {"sqlalchemy_url": "sqlite:///rel.db"}}, "sqlalchemy_url"),
+        ("jetbase", {"host": "sqlite+pysqlite:///data/rel.db"}, "host"),
+    ],
+)
+def test_sqlite_relative_paths_are_refused(conn_type: str, fields: dict[str, Any], field: str) -> None:
+    # The worker's, the triggerer's and `airflow tasks test`'s current directories differ.
+    err = config_error(conn_type, **fields)
+    _assert_helpful(err, field)
+    assert "relative" in str(err) and "absolute path" in str(err), str(err)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:////abs/x.db"])
+def test_sqlite_urls_that_need_no_directory(url: str) -> None:
+    assert spec("jetbase", extra={"sqlalchemy_url": url}).dialect == "sqlite"
 
 
 # ----------------------------------------------------------------------------------------- snowflake
