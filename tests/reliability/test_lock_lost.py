@@ -36,7 +36,8 @@ def _write_folder(folder: Path, kind: str, gate: str) -> None:
     write_migration(folder, "V1__first.sql", "CREATE TABLE first_t (id INT);")
     if kind == "postgres":
         # Transaction-scoped: the gate is let go with the migration's transaction.
-        wait = f"SELECT pg_advisory_xact_lock({PG_GATE_KEY});"
+        # Bounded, so a regression (a waiter that runs V2 too) fails instead of hanging the test.
+        wait = f"SET LOCAL lock_timeout = '60s';\nSELECT pg_advisory_xact_lock({PG_GATE_KEY});"
     else:
         wait = f"SELECT GET_LOCK('{gate}', 60);\nSELECT RELEASE_LOCK('{gate}');"
     # No DDL in V2: MariaDB would commit it implicitly; its INSERT is rolled back on every database.
