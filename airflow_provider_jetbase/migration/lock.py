@@ -191,6 +191,8 @@ class MigrationLock:
         self.heartbeat = Heartbeat(engine, dialect, interval=heartbeat_interval, logger=logger)
         self.held = False
         self.lost: str | None = None
+        # The runs committed under this lock, for the error of a release that finds the lock lost.
+        self.committed: list[Any] = []
 
     def __enter__(self) -> MigrationLock:
         self.acquire()
@@ -385,11 +387,21 @@ class MigrationLock:
         message = (
             f"This run lost the Jetbase migration lock {where}: {what}. "
             + (self._not_recorded(filename) if filename else "")
-            + "the run stopped. Another run may be migrating this database: check its status and "
-            "jetbase_lock before retrying."
+            + "the run stopped. "
+            + self._committed(applied)
+            + "Another run may be migrating this database: check its status and jetbase_lock before "
+            "retrying."
         )
         self.logger.error("%s", message)
         return LockLostError(message, filename=filename, applied=applied)
+
+    @staticmethod
+    def _committed(applied: tuple[Any, ...]) -> str:
+        # What the caller must not re-apply or must check: the files this run did commit.
+        if not applied:
+            return "This run had committed no file. "
+        names = ", ".join(getattr(run, "filename", str(run)) for run in applied)
+        return f"This run had committed {len(applied)} file(s), which stay applied: {names}. "
 
     def _not_recorded(self, filename: str) -> str:
         if self.dialect.transactional_ddl:
@@ -461,10 +473,14 @@ class MigrationLock:
             self.heartbeat.close()
         self.held = False
         # rowcount -1: the driver cannot tell (Databricks); 0: the row was no longer ours.
-        if released == 0 and self.lost is None:
+        if released == 0:
+            if self.lost is not None:
+                return  # already raised and logged by the ownership check; there was nothing to release
             what = self.heartbeat.lost or "the jetbase_lock row was no longer this run's at release"
             error = self._lost(
-                what + " (deleted, its table dropped, unlocked by force or taken over)", None, ()
+                what + " (deleted, its table dropped, unlocked by force or taken over)",
+                None,
+                tuple(self.committed),
             )
             if not quiet:
                 raise error

@@ -340,9 +340,11 @@ class Migrator:
         duration_ms = (time.perf_counter() - start) * 1000.0
         done_verb = "Applied" if direction == "upgrade" else "Rolled back"
         self.logger.info("%s %s in %.1f ms.", done_verb, f.relpath, duration_ms)
-        return MigrationRun(
+        run = MigrationRun(
             f.filename, f.version, f.migration_type, section.statements, f.checksum, duration_ms
         )
+        lock.committed.append(run)
+        return run
 
     def _rollback_after_failure(self, conn: Connection, transaction: Any, f: MigrationFile) -> None:
         """Roll the file's transaction back; if the connection cannot (a signal interrupted the driver
