@@ -44,7 +44,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from airflow_provider_jetbase.migration import dialects
 from airflow_provider_jetbase.migration.dialects import Dialect
@@ -267,6 +267,11 @@ class MigrationLock:
         try:
             with self.conn.begin():
                 self.conn.execute(self.dialect.queries.initialize_lock_record_stmt())
+        except IntegrityError:
+            # Jetbase's seed is INSERT ... WHERE NOT EXISTS, which on PostgreSQL cannot see a row that
+            # another process (the jetbase CLI takes no session lock) inserted but had not committed:
+            # the insert then waits and fails on the primary key. The row exists, which is all we need.
+            return
         except OperationalError as exc:
             if self.dialect.name == "sqlite" and "locked" in str(exc.orig).lower():
                 return
