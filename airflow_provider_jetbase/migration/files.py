@@ -169,6 +169,50 @@ def _line_hazards(relpath: str, lineno: int, line: str, delimiter: str) -> list[
     return hazards
 
 
+_LEADING_COMMENTS_RE = re.compile(r"^(?:\s*/\*.*?\*/)*\s*", re.DOTALL)
+_WORD_RE = re.compile(r"[A-Za-z_@.]+")
+_AUTOCOMMIT_ON_RE = re.compile(r"autocommit\s*(?:=|:=|\s)\s*(?:1|ON|TRUE)\b", re.IGNORECASE)
+# First words that end, discard or (re)start the transaction the engine runs each file in. Savepoints
+# (SAVEPOINT, RELEASE, ROLLBACK TO) nest inside it and are safe; so is MariaDB's BEGIN NOT ATOMIC.
+_TX_FIRST_WORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "ABORT", "START", "PREPARE", "XA", "SET"})
+
+
+def transaction_control(statement: str) -> str | None:
+    """The transaction-control keyword a statement starts with (``"COMMIT"``, ``"START TRANSACTION"``,
+    ``"SET autocommit"``...), or None. Only the statement's start counts: a COMMIT inside a procedure
+    body that the statement creates does not end the file's transaction."""
+    head = _LEADING_COMMENTS_RE.sub("", statement, count=1)
+    words = [w.upper() for w in _WORD_RE.findall(head[:80])[:4]]
+    if not words or words[0] not in _TX_FIRST_WORDS:
+        return None
+    first, rest = words[0], words[1:]
+    if first in ("COMMIT", "END", "ABORT"):
+        return first
+    if first == "ROLLBACK":
+        return None if "TO" in rest[:2] else "ROLLBACK"
+    if first == "BEGIN":
+        return None if rest[:2] == ["NOT", "ATOMIC"] else "BEGIN"
+    if first in ("START", "PREPARE"):
+        return f"{first} TRANSACTION" if rest[:1] == ["TRANSACTION"] else None
+    if first == "XA":
+        return "XA " + rest[0] if rest else "XA"
+    # SET: MySQL's autocommit variable in its spellings (SET [SESSION] autocommit, SET @@autocommit,
+    # SET @@session.autocommit). Turning it on commits at once; turning it off is harmless here.
+    target = [w for w in rest[:2] if w != "SESSION"]
+    if target and target[0].removeprefix("@@").removeprefix("SESSION.") == "AUTOCOMMIT":
+        return "SET autocommit" if _AUTOCOMMIT_ON_RE.search(head) else None
+    return None
+
+
+def _transaction_control_hazard(relpath: str, lineno: int, keyword: str) -> str:
+    return (
+        f"{relpath} line {lineno}: transaction control statement '{keyword}': the engine already runs "
+        "each file in one transaction, and this statement commits, discards or restarts it part-way, "
+        "so the file is no longer atomic (after a later failure, what ran before it stays applied "
+        "without a version row; a ROLLBACK discards it while the version row is still written)"
+    )
+
+
 def parse_section(lines: list[str], delimiter: str, section: str, relpath: str = "") -> Section:
     """Jetbase's ``parse_upgrade_statements`` / ``parse_rollback_statements`` (execution form, not
     dry-run form), with the start line of each statement and the hazards Jetbase is silent about."""
@@ -198,6 +242,9 @@ def parse_section(lines: list[str], delimiter: str, section: str, relpath: str =
             if statement:
                 statements.append(statement)
                 starts.append(start)
+                keyword = transaction_control(statement)
+                if keyword is not None:
+                    hazards.append(_transaction_control_hazard(relpath, start, keyword))
             current = []
     if current:
         hazards.append(

@@ -31,7 +31,14 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
 from airflow_provider_jetbase.migration.errors import InvalidArgumentError, MigrationExecutionError
-from airflow_provider_jetbase.migration.files import VERSIONED, MigrationFile, MigrationSet, Section, discover
+from airflow_provider_jetbase.migration.files import (
+    VERSIONED,
+    MigrationFile,
+    MigrationSet,
+    Section,
+    discover,
+    transaction_control,
+)
 from airflow_provider_jetbase.migration.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, min_stale_lock_after
 from airflow_provider_jetbase.migration.lock import MigrationLock, ensure_lock_tables, force_unlock, read_lock
 from airflow_provider_jetbase.migration.logs import forward_jetbase_logs
@@ -89,6 +96,26 @@ _PARTIAL_DEFAULT = (
     "{dialect} commits DDL implicitly, so the database may hold part of {file}: check it and repair "
     "by hand before retrying."
 )
+
+
+def _transaction_control_run(section: Section, ran: int) -> list[tuple[int, str]]:
+    """(line, keyword) of the transaction-control statements among the first ``ran`` statements."""
+    found = []
+    for statement, line in zip(section.statements[:ran], section.start_lines[:ran], strict=True):
+        keyword = transaction_control(statement)
+        if keyword is not None:
+            found.append((line, keyword))
+    return found
+
+
+def _self_committed_note(f: MigrationFile, found: list[tuple[int, str]]) -> str:
+    where = ", ".join(f"'{keyword}' at line {line}" for line, keyword in found)
+    return (
+        f"{f.relpath} ran its own transaction control ({where}), which ended the transaction the engine "
+        f"runs each file in: what ran before it was committed and was NOT rolled back (on SQLite, the "
+        f"statements after it ran outside any transaction too). The database may hold part of "
+        f"{f.relpath} without its version row: check it and repair by hand before retrying."
+    )
 
 
 def _statement(stmt: TextClause, params: dict[str, Any]) -> Callable[[Connection], None]:
@@ -380,9 +407,17 @@ class Migrator:
             where = "recording the version row in jetbase_migrations"
         message = f"{direction.capitalize()} of {f.relpath} failed at {where}: {db_message}"
         partial = not self.dialect.transactional_ddl
+        self_committed = _transaction_control_run(section, total if number is None else number - 1)
         if commit_outcome is not None:
             message += "\n" + _COMMIT_OUTCOME[(direction, commit_outcome)].format(file=f.relpath)
-            partial = partial and commit_outcome != "committed"
+            partial = (partial or bool(self_committed)) and commit_outcome != "committed"
+            if self_committed and commit_outcome != "committed":
+                message += "\n" + _self_committed_note(f, self_committed)
+        elif self_committed:
+            # The file's own COMMIT/BEGIN/ROLLBACK ended the engine's transaction: rolling back
+            # after the failure undid only what ran after it (on SQLite, not even that).
+            partial = True
+            message += "\n" + _self_committed_note(f, self_committed)
         elif partial:
             template = _PARTIAL_NOTE.get(self.dialect.name, _PARTIAL_DEFAULT)
             message += "\n" + template.format(file=f.relpath, dialect=self.dialect.name)
