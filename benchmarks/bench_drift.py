@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from _common import (
     DB_LABELS,
@@ -51,6 +53,12 @@ def write_schema_migrations(folder: Path, count: int) -> None:
         )
 
 
+def _upgrade(engine: Any, folder: Path) -> None:
+    from airflow_provider_jetbase.migration import Migrator
+
+    Migrator(engine, folder).upgrade()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -65,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
 
     from airflow_provider_jetbase.drift import run_drift_check, snapshot_schema
-    from airflow_provider_jetbase.migration import Migrator
 
     table = Table(
         headers=[
@@ -89,16 +96,16 @@ def main(argv: list[str] | None = None) -> int:
             with fresh_db(kind, workdir) as url:
                 engine = create_engine(url)
                 try:
-                    t_up = timed(lambda engine=engine: Migrator(engine, folder).upgrade())
-                    t_snap = timed(lambda engine=engine: snapshot_schema(engine))
+                    t_up = timed(partial(_upgrade, engine, folder))
+                    t_snap = timed(partial(snapshot_schema, engine))
                     clean_times = []
                     for _ in range(args.repeat):
-                        t_clean, clean = timed_result(lambda engine=engine: run_drift_check(engine, folder))
+                        t_clean, clean = timed_result(partial(run_drift_check, engine, folder))
                         clean_times.append(t_clean)
                     target_table = f"drift_t{max(1, args.tables // 2)}"
                     with engine.begin() as conn:
                         conn.execute(text(f"ALTER TABLE {target_table} ADD COLUMN added_by_hand INTEGER"))
-                    t_drift, drifted = timed_result(lambda engine=engine: run_drift_check(engine, folder))
+                    t_drift, drifted = timed_result(partial(run_drift_check, engine, folder))
                 finally:
                     engine.dispose()
             found = [f for f in drifted.findings if target_table in f"{f.object} {f.message}"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from _common import (
@@ -78,16 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                 ups, noops, raws = [], [], []
                 for _ in range(args.repeat):
                     with fresh_db(kind, workdir, args.sqlite_dir) as url:
-                        ups.append(timed(lambda url=url, folder=folder: engine_upgrade(url, folder)))
+                        ups.append(timed(partial(engine_upgrade, url, folder)))
                         check_state(url, n)
-                        noops.append(timed(lambda url=url, folder=folder: engine_upgrade(url, folder)))
+                        noops.append(timed(partial(engine_upgrade, url, folder)))
                         check_state(url, n)
                     with fresh_db(kind, workdir, args.sqlite_dir) as url:
-                        raws.append(
-                            timed(
-                                lambda url=url, kind=kind, folder=folder: raw_upgrade(kind, url, str(folder))
-                            )
-                        )
+                        raws.append(timed(partial(raw_upgrade, kind, url, str(folder))))
                 up, noop, raw = median(ups), median(noops), median(raws)
                 per = up / n
                 base_per = base_per or per

@@ -198,7 +198,7 @@ def run_parent(args: argparse.Namespace) -> int:
                 reader.join()
                 raise SystemExit(f"the trigger child died:\n{log_path.read_text()[-4000:]}{out_lines[-20:]}")
             time.sleep(0.02)
-        stop, peaks = threading.Event(), []
+        stop, peaks = threading.Event(), list[int]()
         sampler = threading.Thread(target=pg_sessions, args=(url, url.database, stop, peaks), daemon=True)
         sampler.start()
         time.sleep(args.land_after)

@@ -31,7 +31,7 @@ CREATE_TABLE = {
 }
 
 
-def _connect(kind: str, url: URL) -> tuple[Any, Callable[[], None], Callable[[], None], str]:
+def _connect(kind: str, url: URL) -> tuple[Any, Callable[[], object], Callable[[], object], str]:
     """(connection, begin, commit, paramstyle marker) for one raw DB-API connection."""
     if kind == "sqlite":
         import sqlite3

@@ -138,10 +138,10 @@ def check_structure(data: dict[str, Any], resolved_paths: bool = False) -> None:
     assert (8080, 8080) in [_port_pair(p) for p in services["airflow-apiserver"].get("ports", [])]
     # Files the target server mounts exist.
     for mount in services[TARGET].get("volumes", []):
-        source = str(mount).split(":")[0]
-        if source.startswith((".", "/")):
-            path = Path(source) if Path(source).is_absolute() else ROOT / source
-            assert path.exists(), f"{TARGET} mounts missing {source}"
+        mounted = str(mount).split(":")[0]
+        if mounted.startswith((".", "/")):
+            path = Path(mounted) if Path(mounted).is_absolute() else ROOT / mounted
+            assert path.exists(), f"{TARGET} mounts missing {mounted}"
 
 
 def _port_pair(port: Any) -> tuple[int, int]:

@@ -156,9 +156,9 @@ def test_every_connection_example_is_checked() -> None:
     # One page per database of Jetbase's connection guide, each with a URI and a JSON example.
     for page in ("postgres.md", "snowflake.md", "sqlite.md", "mysql.md", "databricks.md", "clickhouse.md"):
         assert page in pages
-        values = [e.value for e in examples if e.page.name == page]
-        assert any(v.startswith("{") for v in values), f"{page} has no JSON example"
-        assert any(not v.startswith("{") for v in values), f"{page} has no URI example"
+        on_page = [e.value for e in examples if e.page.name == page]
+        assert any(v.startswith("{") for v in on_page), f"{page} has no JSON example"
+        assert any(not v.startswith("{") for v in on_page), f"{page} has no URI example"
 
 
 def _rsa_pem(passphrase: str | None) -> bytes:
@@ -296,7 +296,7 @@ def test_python_blocks_compile_and_import(where: str, code: str) -> None:
             called = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
             assert called, f"{where}: defines a @dag but never calls it"
             for stmt in called:
-                assert isinstance(stmt.value.func, ast.Name)
+                assert isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name)
                 result = eval(compile(ast.Expression(stmt.value), where, "eval"), namespace)  # noqa: S307
                 dags.append(result)
         assert dags and all(isinstance(d, DAG) and d.task_dict for d in dags), where
@@ -441,7 +441,7 @@ def _json_blocks(page: str) -> list[dict[str, Any]]:
     return [json.loads(m["body"]) for m in FENCE.finditer(text) if m["lang"] == "json" and m["body"].strip()]
 
 
-def _execute_return_keys(cls: type) -> set[str]:
+def _execute_return_keys(cls: Any) -> set[str]:
     """Keys of the dict literal that ``cls.execute`` returns (read from its source)."""
     import ast
     import inspect
@@ -450,7 +450,7 @@ def _execute_return_keys(cls: type) -> set[str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls.execute)))
     returns = [n.value for n in ast.walk(tree) if isinstance(n, ast.Return) and isinstance(n.value, ast.Dict)]
     assert len(returns) == 1, cls
-    return {k.value for k in returns[0].keys if isinstance(k, ast.Constant)}
+    return {k.value for k in returns[0].keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
 
 
 def test_documented_xcom_shapes_match_the_code() -> None:

@@ -177,7 +177,7 @@ def test_replay_cannot_change_roles_or_database_settings_on_postgres(
             run_sql(admin, f"DROP ROLE IF EXISTS {new_role}")
     assert before == after
     _assert_refused(report, "V2__server_wide.sql", known_password, caplog.text)
-    assert "InsufficientPrivilege" in report.error
+    assert report.error is not None and "InsufficientPrivilege" in report.error
 
 
 def test_replay_cannot_reach_another_database_on_postgres(postgres_url: URL, tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def test_reschedule_mode_reschedules_until_reached(
     try:
         from airflow.sdk.exceptions import AirflowRescheduleException
     except ImportError:  # Airflow 3.1 keeps it in airflow.exceptions
-        from airflow.exceptions import AirflowRescheduleException  # type: ignore[no-redef]
+        from airflow.exceptions import AirflowRescheduleException
 
     use_conn(sqlite_url)
     sensor = _sensor(target_version="{{ params.target }}", mode="reschedule", poke_interval=30, timeout=3600)

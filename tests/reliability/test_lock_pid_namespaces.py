@@ -127,7 +127,7 @@ def test_live_holder_in_another_pid_namespace_is_not_taken_over(sqlite_url: URL,
         text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout is not None and holder.stdin is not None and holder.stderr is not None
         held = holder.stdout.readline().split()
         assert held[:1] == ["HELD"], f"holder did not take the lock: {held} {holder.stderr.read()}"
         identity = parse_process_id(held[1])
