@@ -25,6 +25,7 @@ from tests.jetbase_cli import write_migration
 
 # V2 is DML only, so that on MariaDB too its transaction is all or nothing (DDL commits implicitly).
 V2_STATEMENT = "INSERT INTO items VALUES (2)"
+V3_ROLLBACK = "DELETE FROM items WHERE id = 3"
 
 
 @dataclass
@@ -51,9 +52,11 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 
 def _write_folder(folder: Path) -> Path:
-    write_migration(folder, "V1__items.sql", "CREATE TABLE items (id INT);")
-    write_migration(folder, "V2__second.sql", f"{V2_STATEMENT};")
-    write_migration(folder, "V3__third.sql", "INSERT INTO items VALUES (3);")
+    write_migration(folder, "V1__items.sql", "CREATE TABLE items (id INT);\n-- rollback\nDROP TABLE items;")
+    write_migration(
+        folder, "V2__second.sql", f"{V2_STATEMENT};\n-- rollback\nDELETE FROM items WHERE id = 2;"
+    )
+    write_migration(folder, "V3__third.sql", f"INSERT INTO items VALUES (3);\n-- rollback\n{V3_ROLLBACK};")
     return folder
 
 
@@ -131,6 +134,32 @@ def test_upgrade_commit_never_delivered_reports_the_file_not_applied(target: Tar
 
     assert [run.filename for run in again.applied] == ["V2__second.sql", "V3__third.sql"]
     assert _items(target.direct) == [2, 3]
+
+
+def test_rollback_lost_commit_reply_reports_the_rollback_committed(target: Target, tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "migrations")
+    _migrator(target, folder).upgrade()
+    target.proxy.arm(after=V3_ROLLBACK, deliver=True)
+
+    with pytest.raises(MigrationExecutionError) as caught:
+        _migrator(target, folder).rollback(count=1)
+
+    assert target.proxy.fired.is_set() and target.proxy.reply_dropped
+    error = caught.value
+    message = str(error)
+    assert error.filename == "V3__third.sql"
+    assert error.commit_outcome == "committed", message
+    assert "outcome was unknown" in message
+    assert "no longer has V3__third.sql's row: the rollback was committed" in message
+    assert "nothing of" not in message, message
+    assert _versions(target.direct) == ["1", "2"]
+    assert _items(target.direct) == [2]
+    assert _lock_row(target.direct) == (False, None)
+
+    again = _migrator(target, folder).rollback(count=1)
+
+    assert [run.filename for run in again.rolled_back] == ["V2__second.sql"]  # not V3 a second time
+    assert _versions(target.direct) == ["1"]
 
 
 def test_lock_acquire_lost_commit_reply_releases_the_lock(target: Target, tmp_path: Path) -> None:
