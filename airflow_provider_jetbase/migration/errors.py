@@ -126,3 +126,8 @@ class MigrationExecutionError(JetbaseError):
         self.applied = applied
         self.partial = partial
         self.commit_outcome = commit_outcome
+
+
+class MigrationCancelledError(MigrationExecutionError):
+    """The run was cancelled from another thread (a task kill or timeout): the running statement was
+    cancelled on the server and the file rolled back (``partial`` where the database cannot)."""

@@ -29,8 +29,13 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from airflow_provider_jetbase.migration.cancel import Canceller
 from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
-from airflow_provider_jetbase.migration.errors import InvalidArgumentError, MigrationExecutionError
+from airflow_provider_jetbase.migration.errors import (
+    InvalidArgumentError,
+    MigrationCancelledError,
+    MigrationExecutionError,
+)
 from airflow_provider_jetbase.migration.files import (
     VERSIONED,
     MigrationFile,
@@ -125,6 +130,10 @@ def _statement(stmt: TextClause, params: dict[str, Any]) -> Callable[[Connection
     return run
 
 
+class _Cancelled(Exception):
+    """Raised inside a file's transaction when a cancel was requested; becomes MigrationCancelledError."""
+
+
 def _db_message(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).strip()
@@ -180,7 +189,13 @@ class Migrator:
         self.lock_heartbeat_interval = float(lock_heartbeat_interval)
         self.logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)
         self.dialect: Dialect = dialect_for(engine)
+        self.canceller = Canceller(engine, self.logger)
         make_sqlite_ddl_transactional(engine)
+
+    def cancel(self, reason: str) -> str:
+        """Stop the running upgrade or rollback from another thread (a kill or timeout handler): the
+        running statement is cancelled on the server, the file rolled back, the lock released."""
+        return self.canceller.cancel(reason)
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -340,6 +355,8 @@ class Migrator:
         self.logger.info("%s %s (%d statement%s)...", verb, f.relpath, total, "" if total == 1 else "s")
         start = time.perf_counter()
         number: int | None = None
+        if self.canceller.requested.is_set():
+            raise self._cancelled_before(f, done, direction)
         transaction = conn.begin()
         try:
             if self.dialect.name == "sqlite":
@@ -348,15 +365,28 @@ class Migrator:
                 lock.check_owned(conn, f.relpath, tuple(done))
             elif lock.heartbeat.lost is not None:
                 lock.check_owned(conn, f.relpath, tuple(done))
-            for number, statement in enumerate(section.statements, 1):  # noqa: B007 - read on failure
-                conn.execute(text(statement))
+            with self.canceller.running(conn):
+                for number, statement in enumerate(section.statements, 1):  # noqa: B007 - read on failure
+                    # A cancelled statement may "succeed" (MariaDB's SLEEP returns 1 when killed).
+                    if self.canceller.requested.is_set():
+                        raise _Cancelled
+                    conn.execute(text(statement))
             number = None
+            if self.canceller.requested.is_set():
+                raise _Cancelled
             finish(conn)
             lock.check_owned(conn, f.relpath, tuple(done))
         except BaseException as exc:
             self._rollback_after_failure(conn, transaction, f)
+            cancelled = self.canceller.requested.is_set()
+            if isinstance(exc, _Cancelled):
+                raise self._execution_error(
+                    f, section, number, None, done, direction, cancelled=True
+                ) from None
             if isinstance(exc, SQLAlchemyError):
-                raise self._execution_error(f, section, number, exc, done, direction) from exc
+                raise self._execution_error(
+                    f, section, number, exc, done, direction, cancelled=cancelled
+                ) from exc
             raise  # KeyboardInterrupt, SystemExit, a task runner's kill exception: surface as is
         try:
             transaction.commit()
@@ -387,25 +417,47 @@ class Migrator:
             with contextlib.suppress(Exception):
                 conn.invalidate()
 
+    def _cancelled_before(
+        self, f: MigrationFile, done: list[MigrationRun], direction: str
+    ) -> MigrationCancelledError:
+        message = (
+            f"{direction.capitalize()} of {f.relpath} was cancelled ({self.canceller.reason}) before it "
+            f"started: nothing of {f.relpath} ran."
+        )
+        if done:
+            message += f"\n{len(done)} earlier file(s) of this run stay committed: " + ", ".join(
+                r.filename for r in done
+            )
+        self.logger.error("%s", message)
+        return MigrationCancelledError(
+            message, filename=f.filename, statement_number=None, db_message="", applied=tuple(done)
+        )
+
     def _execution_error(
         self,
         f: MigrationFile,
         section: Section,
         number: int | None,
-        exc: SQLAlchemyError,
+        exc: SQLAlchemyError | None,
         done: list[MigrationRun],
         direction: str,
         commit_outcome: str | None = None,
+        cancelled: bool = False,
     ) -> MigrationExecutionError:
-        db_message = _db_message(exc)
+        db_message = _db_message(exc) if exc is not None else ""
         total = len(section.statements)
         if commit_outcome is not None:
             where = "COMMIT"
-        elif number is not None:
+        elif number is not None and total:
             where = f"statement {number} of {total} (line {section.start_lines[number - 1]})"
         else:
             where = "recording the version row in jetbase_migrations"
-        message = f"{direction.capitalize()} of {f.relpath} failed at {where}: {db_message}"
+        if cancelled:
+            why = self.canceller.reason or "cancel requested"
+            message = f"{direction.capitalize()} of {f.relpath} was cancelled ({why}) at {where}"
+            message += f": {db_message}" if db_message else "."
+        else:
+            message = f"{direction.capitalize()} of {f.relpath} failed at {where}: {db_message}"
         partial = not self.dialect.transactional_ddl
         self_committed = _transaction_control_run(section, total if number is None else number - 1)
         if commit_outcome is not None:
@@ -428,7 +480,8 @@ class Migrator:
                 r.filename for r in done
             )
         self.logger.error("%s", message)
-        return MigrationExecutionError(
+        error_class = MigrationCancelledError if cancelled else MigrationExecutionError
+        return error_class(
             message,
             filename=f.filename,
             statement_number=number,

@@ -103,7 +103,7 @@ class _JetbaseMigratorOperator(BaseOperator):
         self.strict = strict
         self.lock_timeout = lock_timeout
         self.stale_lock_after = stale_lock_after
-        self._migrating = False
+        self._running: Migrator | None = None
         self._kill_requested = False
 
     def _migrator(self, context: Context) -> Migrator:
@@ -127,26 +127,31 @@ class _JetbaseMigratorOperator(BaseOperator):
         return logging.getLogger(f"airflow.task.operators.{type(self).__module__}.{type(self).__name__}")
 
     def _run_migration(self, migrator: Migrator, call: Any) -> Any:
-        """Run ``call`` in this (the task's) thread, so a kill can interrupt it (see on_kill)."""
-        self._migrating = True
+        """Run ``call`` in a worker thread while this (the task's) thread waits, so a kill or an
+        ``execution_timeout`` reaches us at once even while the driver is blocked in C; either one
+        cancels the running statement on the server (see on_kill and migration.cancel)."""
+        from airflow_provider_jetbase.migration.cancel import run_cancellable
+
+        self._running = migrator
         try:
-            return call()
+            return run_cancellable(call, migrator.canceller, logger=self._engine_logger())
         finally:
-            self._migrating = False
+            self._running = None
             _dispose(migrator)
 
     def on_kill(self) -> None:
-        # Airflow 3 calls on_kill from its SIGTERM handler, in the task's main thread, and then lets
-        # the task go on until it is SIGKILLed. Raising here unwinds the engine's stack instead, so
-        # its `finally` releases the jetbase_lock row and rolls back the open migration; a SIGKILL
-        # would leave the lock held until someone runs `jetbase unlock`.
-        in_task_thread = threading.current_thread() is threading.main_thread()
-        if self._migrating and not self._kill_requested and in_task_thread:
+        # Airflow 3 calls on_kill from its SIGTERM handler, in the task's main thread (which waits
+        # for the migration thread), and then lets the task go on until it is SIGKILLed about 5 s
+        # later. Cancel the running statement on the server now, then raise so this thread stops
+        # waiting: run_cancellable gives the migration a moment to roll back and release the
+        # jetbase_lock row, and notes on the exception what happened.
+        migrator = self._running
+        if migrator is None or self._kill_requested:
+            return
+        done = migrator.cancel("the task was killed")
+        if threading.current_thread() is threading.main_thread():
             self._kill_requested = True
-            raise TaskKilledError(
-                f"Task killed while migrating '{self.jetbase_conn_id}': the open migration is rolled back "
-                "and the Jetbase lock released"
-            )
+            raise TaskKilledError(f"Task killed while migrating '{self.jetbase_conn_id}': {done}")
 
     def _log_runs(
         self, verb: str, runs: Sequence[MigrationRun], dry_run: bool, before: Any, after: Any

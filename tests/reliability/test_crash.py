@@ -323,7 +323,7 @@ def test_airflow_on_kill_releases_the_lock(postgres_url: URL, tmp_path: Path) ->
         outcome, stderr = _result(proc)
         wait_backend_gone(engine, str(postgres_url.database))
         final = state(engine)
-        assert not final["locked"], f"lock left held after on_kill: {final}\n{stderr}"
+        assert not final["locked"], f"lock left held after on_kill: {final}\n{stderr}\n{outcome}"
         assert final["versions"] == ["1"] and "half_done" not in final["tables"], final
         assert outcome["error"] == "TaskKilledError", (outcome, stderr[-3000:])
     finally:

@@ -127,9 +127,10 @@ def _operator_upgrade(conn_id: str, folder: str) -> int:
     try:
         op.execute({})
     except BaseException as exc:  # noqa: BLE001 - reported to the test
-        outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc), "applied": []}
+        notes = getattr(exc, "__notes__", [])
+        outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc), "notes": notes, "applied": []}
     else:
-        outcome = {"ok": True, "error": None, "message": "", "applied": []}
+        outcome = {"ok": True, "error": None, "message": "", "notes": [], "applied": []}
     print(RESULT + json.dumps(outcome), flush=True)
     return 0 if outcome["ok"] else 3
 
