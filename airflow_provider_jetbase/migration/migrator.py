@@ -8,7 +8,10 @@ real CLI against the same databases), but decided correctly where the CLI loses 
 - rollback targets exactly the versions that have rows, newest first by version order;
 - a pending file below the latest applied version is the out-of-order validation error; with file
   validation skipped it is applied in version order, with a warning (never silently skipped);
-- SQLite runs each migration in a real transaction (pysqlite recipe), like PostgreSQL;
+- SQLite runs each migration in a real transaction (pysqlite recipe), like PostgreSQL; the PRAGMAs
+  SQLite ignores inside one (foreign_keys, journal_mode) run before BEGIN or after COMMIT when they
+  open or close the section, are refused anywhere else, and the connection's foreign_keys setting
+  is restored after every file;
 - a dry run creates, locks and writes nothing, even on a brand-new database;
 - ``count`` must be a positive integer (the CLI reads 0 as "all" on upgrade, "one" on rollback);
 - the lock is waited for (``lock_timeout``) instead of failing at once.
@@ -67,6 +70,12 @@ from airflow_provider_jetbase.migration.results import (
     StatusReport,
     UpgradeResult,
     ValidationReport,
+)
+from airflow_provider_jetbase.migration.sqlite_pragmas import (
+    PragmaSplit,
+    check_placement,
+    ignored_pragma,
+    split_section,
 )
 from airflow_provider_jetbase.migration.sqlite_tx import make_sqlite_ddl_transactional
 from airflow_provider_jetbase.migration.state import check_tables, fetch_applied, fetch_current_version
@@ -137,6 +146,46 @@ class _Cancelled(Exception):
 def _db_message(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).strip()
+
+
+def _execute_outside_transaction(conn: Connection, statement: str) -> None:
+    # On the DBAPI connection itself: Connection.execute would autobegin, and sqlite_tx's begin
+    # listener would send BEGIN first.
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+        cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _foreign_keys(conn: Connection) -> int:
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return int(row[0]) if row else 0
+
+
+def _journal_mode_note(section: Section, ran: int) -> str | None:
+    """What the failed file left behind: the journal mode set by its first ``ran`` statements."""
+    lines = [
+        str(section.start_lines[i])
+        for i in range(ran)
+        if ignored_pragma(section.statements[i]) == "journal_mode"
+    ]
+    if not lines:
+        return None
+    return (
+        f"The PRAGMA journal_mode at line {', '.join(lines)} ran before the transaction and stays in "
+        f"effect (SQLite cannot change the journal mode inside one)."
+    )
 
 
 class Migrator:
@@ -250,8 +299,13 @@ class Migrator:
 
     def _plan_upgrade(self, conn: Connection, files: MigrationSet, options: UpgradeOptions) -> UpgradePlan:
         plan = plan_upgrade(files, self._read_applied(conn), options)
+        self._check_pragmas(plan.steps, "upgrade")
         self._log_plan(plan.notes, plan.hazards)
         return plan
+
+    def _check_pragmas(self, steps: tuple[PlannedFile, ...], command: str) -> None:
+        if self.dialect.name == "sqlite":
+            check_placement(((s.file, s.section) for s in steps), command)
 
     def upgrade(
         self,
@@ -348,15 +402,46 @@ class Migrator:
         direction: str = "upgrade",
     ) -> MigrationRun:
         """The file's statements and its version-row change, in one transaction, committed only after
-        the lock row is proved still ours in that same transaction."""
+        the lock row is proved still ours in that same transaction. On SQLite, the PRAGMAs it ignores
+        in a transaction that open (close) the section run before BEGIN (after COMMIT)."""
 
         total = len(section.statements)
         verb = "Applying" if direction == "upgrade" else "Rolling back"
         self.logger.info("%s %s (%d statement%s)...", verb, f.relpath, total, "" if total == 1 else "s")
+        split = split_section(section) if self.dialect.name == "sqlite" else PragmaSplit(0, total, total)
+        if not split.outside:
+            return self._run_statements(conn, f, section, split, finish, done, lock, direction)
+        saved = _foreign_keys(conn)
+        try:
+            return self._run_statements(conn, f, section, split, finish, done, lock, direction)
+        finally:
+            # The connection goes back to the pool: a file's PRAGMA foreign_keys must not outlive it.
+            self._restore_foreign_keys(conn, saved, f)
+
+    def _run_statements(
+        self,
+        conn: Connection,
+        f: MigrationFile,
+        section: Section,
+        split: PragmaSplit,
+        finish: Callable[[Connection], None],
+        done: list[MigrationRun],
+        lock: MigrationLock,
+        direction: str,
+    ) -> MigrationRun:
+        statements = section.statements
         start = time.perf_counter()
         number: int | None = None
         if self.canceller.requested.is_set():
             raise self._cancelled_before(f, done, direction)
+        dbapi_error = conn.dialect.loaded_dbapi.Error if split.outside else ()
+        try:
+            for number in range(1, split.leading + 1):
+                _execute_outside_transaction(conn, statements[number - 1])
+        except dbapi_error as exc:
+            assert number is not None
+            note = _journal_mode_note(section, number - 1)
+            raise self._execution_error(f, section, number, exc, done, direction, note=note) from exc
         transaction = conn.begin()
         try:
             if self.dialect.name == "sqlite":
@@ -366,11 +451,11 @@ class Migrator:
             elif lock.heartbeat.lost is not None:
                 lock.check_owned(conn, f.relpath, tuple(done))
             with self.canceller.running(conn):
-                for number, statement in enumerate(section.statements, 1):  # noqa: B007 - read on failure
+                for number in range(split.leading + 1, split.trailing + 1):
                     # A cancelled statement may "succeed" (MariaDB's SLEEP returns 1 when killed).
                     if self.canceller.requested.is_set():
                         raise _Cancelled
-                    conn.execute(text(statement))
+                    conn.execute(text(statements[number - 1]))
             number = None
             if self.canceller.requested.is_set():
                 raise _Cancelled
@@ -385,7 +470,14 @@ class Migrator:
                 ) from None
             if isinstance(exc, SQLAlchemyError):
                 raise self._execution_error(
-                    f, section, number, exc, done, direction, cancelled=cancelled
+                    f,
+                    section,
+                    number,
+                    exc,
+                    done,
+                    direction,
+                    note=_journal_mode_note(section, split.leading),
+                    cancelled=cancelled,
                 ) from exc
             raise  # KeyboardInterrupt, SystemExit, a task runner's kill exception: surface as is
         try:
@@ -394,14 +486,72 @@ class Migrator:
             self._rollback_after_failure(conn, transaction, f)
             outcome = self._commit_outcome(f, direction)
             raise self._execution_error(f, section, None, exc, done, direction, outcome) from exc
+        run = MigrationRun(f.filename, f.version, f.migration_type, statements, f.checksum, 0.0)
+        lock.committed.append(run)
+        number = None
+        try:
+            for number in range(split.trailing + 1, split.total + 1):
+                _execute_outside_transaction(conn, statements[number - 1])
+        except dbapi_error as exc:
+            raise self._after_commit_error(f, section, number, exc, [*done, run], direction) from exc
         duration_ms = (time.perf_counter() - start) * 1000.0
         done_verb = "Applied" if direction == "upgrade" else "Rolled back"
         self.logger.info("%s %s in %.1f ms.", done_verb, f.relpath, duration_ms)
-        run = MigrationRun(
-            f.filename, f.version, f.migration_type, section.statements, f.checksum, duration_ms
-        )
-        lock.committed.append(run)
+        run = MigrationRun(f.filename, f.version, f.migration_type, statements, f.checksum, duration_ms)
+        lock.committed[-1] = run
         return run
+
+    def _restore_foreign_keys(self, conn: Connection, saved: int, f: MigrationFile) -> None:
+        """Put the connection's foreign_keys back as it was before ``f``; a connection that cannot be
+        put back is discarded, so the pool never hands it out with the file's setting."""
+        if conn.invalidated or conn.closed:
+            return
+        try:
+            if _foreign_keys(conn) == saved:
+                return
+            _execute_outside_transaction(conn, f"PRAGMA foreign_keys = {'ON' if saved else 'OFF'}")
+            now = _foreign_keys(conn)
+            if now != saved:
+                raise RuntimeError(f"it is still {now} (the connection is inside a transaction)")
+            self.logger.debug("Restored PRAGMA foreign_keys = %d after %s.", saved, f.relpath)
+        except Exception as exc:  # noqa: BLE001 - the file's own outcome is what the caller must see
+            self.logger.warning(
+                "Could not restore PRAGMA foreign_keys = %d after %s (%s); discarding the connection.",
+                saved,
+                f.relpath,
+                exc,
+            )
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+
+    def _after_commit_error(
+        self,
+        f: MigrationFile,
+        section: Section,
+        number: int | None,
+        exc: Exception,
+        applied: list[MigrationRun],
+        direction: str,
+    ) -> MigrationExecutionError:
+        assert number is not None
+        db_message = _db_message(exc)
+        total = len(section.statements)
+        line = section.start_lines[number - 1]
+        state = "IS applied" if direction == "upgrade" else "IS rolled back"
+        message = (
+            f"{direction.capitalize()} of {f.relpath} failed at statement {number} of {total} (line "
+            f"{line}), after its transaction was committed: {db_message}\n{f.relpath} {state} "
+            f"(jetbase_migrations records it); only its closing PRAGMA statements from line {line} on "
+            "did not run."
+        )
+        self.logger.error("%s", message)
+        return MigrationExecutionError(
+            message,
+            filename=f.filename,
+            statement_number=number,
+            db_message=db_message,
+            applied=tuple(applied),
+        )
 
     def _rollback_after_failure(self, conn: Connection, transaction: Any, f: MigrationFile) -> None:
         """Roll the file's transaction back; if the connection cannot (a signal interrupted the driver
@@ -438,10 +588,11 @@ class Migrator:
         f: MigrationFile,
         section: Section,
         number: int | None,
-        exc: SQLAlchemyError | None,
+        exc: Exception | None,
         done: list[MigrationRun],
         direction: str,
         commit_outcome: str | None = None,
+        note: str | None = None,
         cancelled: bool = False,
     ) -> MigrationExecutionError:
         db_message = _db_message(exc) if exc is not None else ""
@@ -475,6 +626,8 @@ class Migrator:
             message += "\n" + template.format(file=f.relpath, dialect=self.dialect.name)
         else:
             message += f"\nThe transaction was rolled back: nothing of {f.relpath} was applied."
+        if note is not None:
+            message += "\n" + note
         if done:
             message += f"\n{len(done)} earlier file(s) of this run stay committed: " + ", ".join(
                 r.filename for r in done
@@ -530,6 +683,7 @@ class Migrator:
         if plan.empty:
             self.logger.info("Nothing to roll back (version %s).", before)
             return RollbackResult((), dry_run, before, before, ())
+        self._check_pragmas(plan.steps, "rollback")
         self._log_plan((), plan.warnings)
         if dry_run:
             runs = self._dry_runs(plan.steps)

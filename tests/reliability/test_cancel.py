@@ -56,7 +56,9 @@ def interrupting_signal() -> Iterator[None]:
 
 
 def write_folder(folder: Path, dialect: str) -> None:
-    write_migration(folder, "V1__first.sql", "CREATE TABLE first_t (id INT);\nINSERT INTO first_t VALUES (1);")
+    write_migration(
+        folder, "V1__first.sql", "CREATE TABLE first_t (id INT);\nINSERT INTO first_t VALUES (1);"
+    )
     write_migration(folder, "V2__long.sql", f"INSERT INTO first_t VALUES (2);\n{LONG[dialect]}\n")
 
 
@@ -67,8 +69,9 @@ def running_on_server(engine: Engine, started: threading.Event) -> Callable[[], 
         return started.is_set
     query = {
         "postgresql": "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :q "
-        "AND pid <> pg_backend_pid()",
-        "mysql": "SELECT count(*) FROM information_schema.processlist WHERE info LIKE :q AND id <> CONNECTION_ID()",
+        "AND pid <> pg_backend_pid() AND datname = current_database()",
+        "mysql": "SELECT count(*) FROM information_schema.processlist WHERE info LIKE :q "
+        "AND id <> CONNECTION_ID() AND db = DATABASE()",
     }[name]
 
     def check() -> bool:

@@ -128,7 +128,13 @@ def _operator_upgrade(conn_id: str, folder: str) -> int:
         op.execute({})
     except BaseException as exc:  # noqa: BLE001 - reported to the test
         notes = getattr(exc, "__notes__", [])
-        outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc), "notes": notes, "applied": []}
+        outcome = {
+            "ok": False,
+            "error": type(exc).__name__,
+            "message": str(exc),
+            "notes": notes,
+            "applied": [],
+        }
     else:
         outcome = {"ok": True, "error": None, "message": "", "notes": [], "applied": []}
     print(RESULT + json.dumps(outcome), flush=True)
