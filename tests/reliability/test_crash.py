@@ -288,48 +288,6 @@ def test_sigterm_mid_migration_releases_the_lock(driver: str, tmp_path: Path) ->
             engine.dispose()
 
 
-def test_airflow_on_kill_releases_the_lock(postgres_url: URL, tmp_path: Path) -> None:
-    """The real JetbaseUpgradeOperator in a subprocess, SIGTERM handled as Airflow 3.3 does (the handler
-    only calls ``task.on_kill()``): the lock is free afterwards and the half-done migration left nothing."""
-    import json as _json
-
-    folder = tmp_path / "migrations"
-    write_folder(folder)
-    conn = _json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": postgres_url.host,
-            "port": postgres_url.port,
-            "login": postgres_url.username,
-            "schema": postgres_url.database,
-            "extra": {"options": "-c jbtest.sleep=3 -c client_connection_check_interval=200"},
-        }
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-    env["AIRFLOW_CONN_JB_KILL"] = conn
-    env["AIRFLOW_HOME"] = str(tmp_path / "airflow_home")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.workers", "operator-upgrade", "jb_kill", str(folder)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    engine = create_engine(postgres_url)
-    try:
-        wait_for_sleep(engine, str(postgres_url.database), proc)
-        os.kill(proc.pid, signal.SIGTERM)
-        outcome, stderr = _result(proc)
-        wait_backend_gone(engine, str(postgres_url.database))
-        final = state(engine)
-        assert not final["locked"], f"lock left held after on_kill: {final}\n{stderr}\n{outcome}"
-        assert final["versions"] == ["1"] and "half_done" not in final["tables"], final
-        assert outcome["error"] == "TaskKilledError", (outcome, stderr[-3000:])
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.mysql
 def test_sigkill_on_mariadb_keeps_committed_ddl_and_the_rerun_says_so(
     mysql_url: URL, tmp_path: Path, caplog: pytest.LogCaptureFixture
