@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
@@ -23,6 +22,7 @@ from airflow_provider_jetbase.drift import (
 )
 from airflow_provider_jetbase.drift.snapshot import KEEP_SNAPSHOTS
 from airflow_provider_jetbase.migration import Migrator
+from tests.conftest import require_module
 from tests.drift_helpers import disposing, dump_database, make_engine, run_sql, write_migrations
 
 
@@ -91,7 +91,7 @@ def test_snapshot_history_is_bounded(sqlite_url: URL, tmp_path: Path) -> None:
 
 
 def test_snowflake_uses_snapshot(tmp_path: Path) -> None:
-    fakesnow = pytest.importorskip("fakesnow")
+    fakesnow = require_module("fakesnow")
     from sqlalchemy import create_engine
 
     migrations = tmp_path / "m"

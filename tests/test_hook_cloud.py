@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy import text
 
 from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
+from tests.conftest import require_module
 
 PASSPHRASE = "sf-key-passphrase"
 
@@ -71,7 +72,7 @@ def _snowflake_conn(**extra: Any) -> dict[str, Any]:
 def test_snowflake_key_pair_engine_runs_queries_on_fakesnow(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rsa_key: RSAPrivateKey, form: str, encrypted: bool
 ) -> None:
-    fakesnow = pytest.importorskip("fakesnow")
+    fakesnow = require_module("fakesnow")
     pem = _pem(rsa_key, PASSPHRASE if encrypted else None)
     extra: dict[str, Any] = {}
     if form == "pem":
@@ -105,7 +106,7 @@ def test_snowflake_key_pair_engine_runs_queries_on_fakesnow(
 
 
 def test_snowflake_password_auth_and_test_connection_on_fakesnow(monkeypatch: pytest.MonkeyPatch) -> None:
-    fakesnow = pytest.importorskip("fakesnow")
+    fakesnow = require_module("fakesnow")
     conn = {**_snowflake_conn(), "password": "sf-password-123"}
     hook = JetbaseHook(define_connection(monkeypatch, conn))
     assert hook.get_dialect_name() == "snowflake"
@@ -119,7 +120,7 @@ def test_snowflake_password_auth_and_test_connection_on_fakesnow(monkeypatch: py
 def test_snowflake_via_jetbase_type_and_env_key(
     monkeypatch: pytest.MonkeyPatch, rsa_key: RSAPrivateKey
 ) -> None:
-    fakesnow = pytest.importorskip("fakesnow")
+    fakesnow = require_module("fakesnow")
     conn = {
         "conn_type": "jetbase",
         "extra": {"sqlalchemy_url": "snowflake://svc@xy12345/DB/PUBLIC?warehouse=WH"},

@@ -15,11 +15,12 @@ from sqlalchemy.engine import Engine
 from airflow_provider_jetbase.migration import LockTimeoutError, Migrator
 from airflow_provider_jetbase.migration.dialects import _DIALECTS
 from airflow_provider_jetbase.migration.lock import MigrationLock
+from tests.conftest import require_module
 
 
 @pytest.fixture
 def snowflake_engine() -> Iterator[Engine]:
-    fakesnow = pytest.importorskip("fakesnow")
+    fakesnow = require_module("fakesnow")
     with fakesnow.patch():
         engine = create_engine("snowflake://user:pw@account/jbdb/jbschema")
         with engine.begin() as conn:

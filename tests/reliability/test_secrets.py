@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL
 
 from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, DagRunOutcome, example_conn_id
+from tests.conftest import require_module
 
 PASSWORD = "Pg-Pa55w0rd/8c41e+Zq"
 TOKEN = "dapiTOKEN7e3b9a0c5d1f"
@@ -268,7 +269,7 @@ def test_snowflake_key_pair_secrets_stay_out_of_logs_and_errors(
     Snowflake service is reached. An encrypted key with a passphrase; a migration that fails, so the
     error path is covered too. Every log record (DEBUG and up, every logger) and every message are
     checked for the key in each form and for the passphrase."""
-    fakesnow = pytest.importorskip("fakesnow")
+    fakesnow = require_module("fakesnow")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
