@@ -122,3 +122,25 @@ def pg_login(postgres_url: URL) -> Iterator[Callable[[str], URL]]:
     for role in made:
         run(postgres_url, f"DROP OWNED BY {role}")
         run(postgres_url.set(database="postgres"), f"DROP ROLE IF EXISTS {role}")
+
+
+# `make test-fast` runs what needs no database server and no Airflow metadata database: tests are
+# sorted out here by the fixtures and markers they use, so a new test lands in the right tier.
+_SERVER_FIXTURES = frozenset(
+    {"postgres_url", "postgres_psycopg3_url", "mysql_url", "pg_login", "airflow_home", "restricted_conn"}
+)
+_SERVER_KINDS = frozenset({"postgres", "postgresql", "mysql", "mariadb", "psycopg", "psycopg2"})
+_SERVER_MARKERS = ("postgres", "mysql", "ui", "deployment", "airflow_run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        # A parameter naming a server fixture or kind ("postgres_url", "mysql") selects a server too.
+        named = {v for v in params.values() if isinstance(v, str)} & (_SERVER_FIXTURES | _SERVER_KINDS)
+        server = bool(uses & _SERVER_FIXTURES) or bool(named)
+        server = server or ("db_url" in uses and params.get("db_url") != "sqlite")
+        if server or any(item.get_closest_marker(m) for m in _SERVER_MARKERS):
+            item.add_marker(pytest.mark.slow_tier)

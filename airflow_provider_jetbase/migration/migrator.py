@@ -36,6 +36,7 @@ from airflow_provider_jetbase.migration.cancel import Canceller
 from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
 from airflow_provider_jetbase.migration.errors import (
     InvalidArgumentError,
+    JetbaseError,
     MigrationCancelledError,
     MigrationExecutionError,
 )
@@ -139,7 +140,7 @@ def _statement(stmt: TextClause, params: dict[str, Any]) -> Callable[[Connection
     return run
 
 
-class _Cancelled(Exception):
+class _Cancelled(JetbaseError):
     """Raised inside a file's transaction when a cancel was requested; becomes MigrationCancelledError."""
 
 
