@@ -130,7 +130,7 @@ _SERVER_FIXTURES = frozenset(
     {"postgres_url", "postgres_psycopg3_url", "mysql_url", "pg_login", "airflow_home", "restricted_conn"}
 )
 _SERVER_KINDS = frozenset({"postgres", "postgresql", "mysql", "mariadb", "psycopg", "psycopg2"})
-_SERVER_MARKERS = ("postgres", "mysql", "ui", "deployment", "airflow_run")
+_SERVER_MARKERS = ("postgres", "mysql", "ui", "deployment")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
