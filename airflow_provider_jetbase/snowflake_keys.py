@@ -182,7 +182,7 @@ def _to_der(
             ) from None
         what = "a valid PEM private key" if is_pem else "a PEM (or DER) private key"
         raise PrivateKeyError(field, f"{field} is not {what}") from None
-    except Exception as exc:  # unsupported algorithm etc.: never echo key material
+    except Exception as exc:  # noqa: BLE001 - unsupported algorithm etc.: never echo key material
         raise PrivateKeyError(field, f"{field} cannot be loaded ({type(exc).__name__})") from None
     return key.private_bytes(
         encoding=serialization.Encoding.DER,

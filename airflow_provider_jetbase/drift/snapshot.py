@@ -88,7 +88,7 @@ def store_snapshot(engine: Engine, *, version: str | None = None) -> StoredSnaps
         conn.exec_driver_sql(create_table_sql(dialect))
         conn.execute(
             text(
-                f"INSERT INTO {SNAPSHOT_TABLE} (captured_at, jetbase_version, fingerprint, model) "
+                f"INSERT INTO {SNAPSHOT_TABLE} (captured_at, jetbase_version, fingerprint, model) "  # noqa: S608 - SNAPSHOT_TABLE is a constant
                 "VALUES (:captured_at, :version, :fingerprint, :model)"
             ),
             {
@@ -100,7 +100,7 @@ def store_snapshot(engine: Engine, *, version: str | None = None) -> StoredSnaps
         )
         oldest_kept = conn.execute(
             text(
-                f"SELECT captured_at FROM {SNAPSHOT_TABLE} ORDER BY captured_at DESC "
+                f"SELECT captured_at FROM {SNAPSHOT_TABLE} ORDER BY captured_at DESC "  # noqa: S608 - constants only
                 f"LIMIT 1 OFFSET {KEEP_SNAPSHOTS - 1}"
             )
         ).scalar()
@@ -127,7 +127,7 @@ def load_latest_snapshot(bind: Engine | Connection) -> StoredSnapshot | None:
         return None
     row = bind.execute(
         text(
-            f"SELECT captured_at, jetbase_version, fingerprint, model FROM {SNAPSHOT_TABLE} "
+            f"SELECT captured_at, jetbase_version, fingerprint, model FROM {SNAPSHOT_TABLE} "  # noqa: S608 - SNAPSHOT_TABLE is a constant
             "ORDER BY captured_at DESC LIMIT 1"
         )
     ).first()

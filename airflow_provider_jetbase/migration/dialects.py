@@ -154,14 +154,14 @@ class Dialect:
     @property
     def read_lock_stmt(self) -> TextClause:
         return text(
-            f"SELECT is_locked, locked_at, process_id, {self.now_sql} AS db_now "
+            f"SELECT is_locked, locked_at, process_id, {self.now_sql} AS db_now "  # noqa: S608 - now_sql is the dialect's own constant
             "FROM jetbase_lock WHERE id = 1"
         )
 
     @property
     def takeover_lock_stmt(self) -> TextClause:
         return text(
-            f"UPDATE jetbase_lock SET process_id = :new_process_id, locked_at = {self.now_sql} "
+            f"UPDATE jetbase_lock SET process_id = :new_process_id, locked_at = {self.now_sql} "  # noqa: S608 - now_sql is the dialect's own constant
             "WHERE id = 1 AND process_id = :old_process_id"
         )
 

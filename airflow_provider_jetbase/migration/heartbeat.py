@@ -127,7 +127,7 @@ class Heartbeat:
         with self.conn.begin():
             self.conn.execute(
                 text(
-                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "
+                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "  # noqa: S608 - now_sql is a constant
                     "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
                 ),
                 {"p": self.process_id},

@@ -158,7 +158,7 @@ def _takeover_stmt(dialect: Dialect, holder: LockHolder) -> Any:
     where.append("process_id IS NULL" if holder.process_id is None else "process_id = :old_process_id")
     where.append("locked_at IS NULL" if holder.raw_locked_at is None else "locked_at = :old_locked_at")
     return text(
-        f"UPDATE jetbase_lock SET process_id = :new_process_id, locked_at = {dialect.now_sql} "
+        f"UPDATE jetbase_lock SET process_id = :new_process_id, locked_at = {dialect.now_sql} "  # noqa: S608 - constant SQL; values are bound
         f"WHERE {' AND '.join(where)}"
     )
 
@@ -428,7 +428,7 @@ class MigrationLock:
         try:
             conn.execute(
                 text(
-                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "
+                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "  # noqa: S608 - now_sql is a constant
                     "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
                 ),
                 {"p": self.process_id},

@@ -306,7 +306,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
 
         try:
             stored = store_snapshot(engine, version=version)
-        except Exception as exc:  # the migration is committed: a missing reference must not undo "success"
+        except Exception as exc:  # noqa: BLE001 - the migration is committed: a missing reference must not undo it
             self.log.warning(
                 "Migrations applied, but storing the schema snapshot for drift checks on '%s' failed "
                 "(the drift check's snapshot method will compare against an older snapshot or none): %s",

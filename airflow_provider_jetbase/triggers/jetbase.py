@@ -114,9 +114,8 @@ class JetbaseVersionTrigger(BaseTrigger):
             while True:
                 try:
                     reached, current = await asyncio.to_thread(checker.check)
-                except (
-                    Exception
-                ) as exc:  # the task decides what a failure means; the triggerer must not crash
+                # The task decides what a failure means; the triggerer must not crash.
+                except Exception as exc:  # noqa: BLE001
                     checker.close()
                     yield TriggerEvent(
                         {
