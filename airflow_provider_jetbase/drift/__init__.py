@@ -6,9 +6,10 @@ Plain Python over SQLAlchemy, no Airflow imports; SQLAlchemy and the engine are 
 
 from airflow_provider_jetbase.drift.check import DriftCheckError, run_drift_check
 from airflow_provider_jetbase.drift.compare import compare_schemas
-from airflow_provider_jetbase.drift.report import DEFAULT_FAIL_ON, DriftReport, Finding, resolve_fail_on
+from airflow_provider_jetbase.drift.report import DriftReport, Finding, resolve_fail_on
 from airflow_provider_jetbase.drift.schema import SchemaModel, snapshot_schema
 from airflow_provider_jetbase.drift.snapshot import SNAPSHOT_TABLE, load_latest_snapshot, store_snapshot
+from airflow_provider_jetbase.drift_defaults import DEFAULT_FAIL_ON
 
 __all__ = [
     "DEFAULT_FAIL_ON",

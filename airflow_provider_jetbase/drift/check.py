@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jetbase.drift.compare import compare_schemas
 from airflow_provider_jetbase.drift.report import (
-    DEFAULT_FAIL_ON,
     ERROR,
     INFO,
     WARNING,
@@ -21,6 +20,7 @@ from airflow_provider_jetbase.drift.report import (
     Finding,
     resolve_fail_on,
 )
+from airflow_provider_jetbase.drift_defaults import DEFAULT_FAIL_ON
 from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.migration.dialects import dialect_name
 

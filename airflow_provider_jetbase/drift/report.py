@@ -76,7 +76,6 @@ CHECK_KINDS = frozenset({"snapshot_missing", "snapshot_outdated", "replay_refuse
 
 ALL_KINDS = SCHEMA_KINDS | MIGRATION_KINDS | CHECK_KINDS
 
-DEFAULT_FAIL_ON: tuple[str, ...] = ("schema", "checksum_mismatch", "missing_file")
 
 # Never drift, whatever fail_on says: the lock being held right now is just information.
 _ALWAYS_INFO = frozenset({"lock_held"})

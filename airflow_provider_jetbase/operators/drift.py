@@ -6,26 +6,24 @@ that uses this operator stays cheap.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
+from airflow_provider_jetbase.drift_defaults import DEFAULT_FAIL_ON
 from airflow_provider_jetbase.operators import _params
+from airflow_provider_jetbase.operators._base import JetbaseBaseOperator, dispose_engine_of
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-# Mirrors airflow_provider_jetbase.drift.report.DEFAULT_FAIL_ON (kept literal: importing the drift
-# package here would cost DAG parsing for a constant).
-DEFAULT_FAIL_ON: tuple[str, ...] = ("schema", "checksum_mismatch", "missing_file")
 XCOM_KEY = "drift_report"
 
 
-class JetbaseDriftCheckOperator(BaseOperator):
+class JetbaseDriftCheckOperator(JetbaseBaseOperator):
     """Check a database against its Jetbase migrations, without changing it.
 
     Reports migration drift (changed checksums, missing or out-of-order files, pending migrations,
@@ -88,9 +86,7 @@ class JetbaseDriftCheckOperator(BaseOperator):
         from airflow_provider_jetbase.drift import run_drift_check
         from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
 
-        folder = _params.resolve_migrations_dir(
-            self.migrations_dir, _params.dag_fileloc(context, getattr(self, "dag", None))
-        )
+        folder = self._migrations_folder(context)
         reference_conn_id = _params.to_optional_str(self.reference_conn_id)
         hook = JetbaseHook(jetbase_conn_id=self.jetbase_conn_id)
         scratch_hook = JetbaseHook(jetbase_conn_id=reference_conn_id) if reference_conn_id else hook
@@ -106,14 +102,12 @@ class JetbaseDriftCheckOperator(BaseOperator):
                 stale_lock_after=float(self.stale_lock_after),
                 fail_on=_as_kinds(self.fail_on),
                 method=str(self.method),
-                # The engine forwards jetbase's records with Logger.handle(), which Airflow 3's
-                # structlog-based self.log lacks; a stdlib logger under airflow.task reaches the log.
-                logger=logging.getLogger(f"airflow.task.operators.{__name__}.{type(self).__name__}"),
+                logger=self._engine_logger(),
             )
         finally:
-            engine.dispose()
+            dispose_engine_of(engine)
             if reference is not None:
-                reference.dispose()
+                dispose_engine_of(reference)
 
         self.log.info("\n%s", report.to_text())
         result = report.to_dict()

@@ -23,16 +23,16 @@ folder is deployed.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
+from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
 from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.operators import _params
+from airflow_provider_jetbase.operators._base import JetbaseBaseOperator, dispose_engine_of
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -63,7 +63,7 @@ class TaskKilledError(JetbaseProviderError):
     """Raised in the task thread when Airflow kills the task, so the engine releases its lock."""
 
 
-class _JetbaseMigratorOperator(BaseOperator):
+class _JetbaseMigratorOperator(JetbaseBaseOperator):
     """Shared set-up: parameters rendered from templates, the Migrator, and clean kills."""
 
     ui_color = "#e8f4fd"
@@ -109,22 +109,14 @@ class _JetbaseMigratorOperator(BaseOperator):
     def _migrator(self, context: Context) -> Migrator:
         from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
 
-        folder = _params.resolve_migrations_dir(
-            self.migrations_dir, _params.dag_fileloc(context, getattr(self, "dag", None))
-        )
         return JetbaseHook(jetbase_conn_id=self.jetbase_conn_id).get_migrator(
-            folder,
+            self._migrations_folder(context),
             lock_timeout=_params.to_seconds("lock_timeout", self.lock_timeout),
             stale_lock_after=_params.to_optional_seconds("stale_lock_after", self.stale_lock_after),
             strict=_params.to_bool("strict", self.strict),
             lock_owner=_params.lock_owner(context),
             logger=self._engine_logger(),
         )
-
-    def _engine_logger(self) -> logging.Logger:
-        # The engine forwards the jetbase package's records with Logger.handle(), which Airflow 3's
-        # structlog-based self.log lacks; a stdlib logger under airflow.task reaches the task log.
-        return logging.getLogger(f"airflow.task.operators.{type(self).__module__}.{type(self).__name__}")
 
     def _run_migration(self, migrator: Migrator, call: Any) -> Any:
         """Run ``call`` in a worker thread while this (the task's) thread waits, so a kill or an
@@ -137,7 +129,7 @@ class _JetbaseMigratorOperator(BaseOperator):
             return run_cancellable(call, migrator.canceller, logger=self._engine_logger())
         finally:
             self._running = None
-            _dispose(migrator)
+            dispose_engine_of(migrator)
 
     def on_kill(self) -> None:
         # Airflow 3 calls on_kill from its SIGTERM handler, in the task's main thread (which waits
@@ -322,7 +314,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             )
         finally:
             # _run_migration disposed the pool already; the snapshot opened a new one.
-            _dispose(migrator)
+            dispose_engine_of(migrator)
 
     def _emit_schema_change(
         self, context: Context, versions: list[str | None], before: str | None, after: str | None
@@ -382,7 +374,7 @@ class JetbaseRollbackOperator(_JetbaseMigratorOperator):
         }
 
 
-class JetbaseStatusOperator(BaseOperator):
+class JetbaseStatusOperator(JetbaseBaseOperator):
     """Report applied and pending migrations (and, optionally, Jetbase's validation findings).
 
     Never changes the database and never fails on drift: it is meant for reports. Use
@@ -410,18 +402,15 @@ class JetbaseStatusOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
 
-        folder = _params.resolve_migrations_dir(
-            self.migrations_dir, _params.dag_fileloc(context, getattr(self, "dag", None))
-        )
         migrator = JetbaseHook(jetbase_conn_id=self.jetbase_conn_id).get_migrator(
-            folder, logger=logging.getLogger(f"airflow.task.operators.{__name__}.{type(self).__name__}")
+            self._migrations_folder(context), logger=self._engine_logger()
         )
         try:
             status = migrator.status()
             lock = migrator.lock_status()
             validation = migrator.validate() if self.include_validation else None
         finally:
-            _dispose(migrator)
+            dispose_engine_of(migrator)
         self.log.info(
             "'%s' is at version %s: %d applied, %d pending%s",
             self.jetbase_conn_id,
@@ -439,11 +428,3 @@ class JetbaseStatusOperator(BaseOperator):
             for finding in validation.findings:
                 self.log.warning("%s: %s", finding.kind, finding.message)
         return report
-
-
-def _dispose(migrator: Any) -> None:
-    # The hook makes a new Engine per migrator; close its pool so no connection outlives the task.
-    engine = getattr(migrator, "engine", None)
-    dispose = getattr(engine, "dispose", None)
-    if callable(dispose):
-        dispose()
