@@ -15,3 +15,15 @@ class JetbaseProviderError(Exception):
 class ParameterError(JetbaseProviderError, ValueError):
     """An operator parameter (often rendered from a template) has a value the provider cannot use;
     the message names the parameter."""
+
+
+def describe_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """``Type: message`` of the driver's own error, on one line: SQLAlchemy's ``str()`` appends the
+    SQL statement (which may carry a secret) and a docs link. Each of ``secrets`` becomes ``***``."""
+    orig = getattr(exc, "orig", None)
+    inner = orig if isinstance(orig, BaseException) else exc
+    message = " ".join(str(inner).split())
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return f"{type(inner).__name__}: {message}" if message else type(inner).__name__

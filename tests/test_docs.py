@@ -390,7 +390,7 @@ def _troubleshooting_messages() -> list[str]:
 _FOREIGN_MESSAGES = ("isn't defined", "no schema has been selected to create in")
 # Messages assembled from several pieces: the literal piece of the code that must still exist.
 _COMPOSED = {
-    "Connection 'x' (": ") failed: {_describe(exc)}",
+    "Connection 'x' (": ") failed: {describe_error(exc)}",
     "Parameter 'migrations_dir': the folder": "the folder {str(path)!r} does not exist",
     "Upgrade of ": "{direction.capitalize()} of {f.relpath} failed at {where}",
     "drift found (": 'f"drift found ({len(report.errors)} failing finding(s): {',

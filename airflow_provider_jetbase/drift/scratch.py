@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_jetbase.errors import JetbaseProviderError
+from airflow_provider_jetbase.errors import JetbaseProviderError, describe_error
 from airflow_provider_jetbase.migration.dialects import dialect_name
 
 if TYPE_CHECKING:
@@ -100,12 +100,7 @@ def _where(engine: Engine) -> str:
 
 
 def _reason(exc: BaseException, secret: str | None = None) -> str:
-    """The driver's message without SQLAlchemy's statement echo (which may carry a password)."""
-    orig = getattr(exc, "orig", None) or exc
-    text = " ".join(str(orig).split())
-    if secret:
-        text = text.replace(secret, "***")
-    return f"{type(orig).__name__}: {text}"
+    return describe_error(exc, (secret,) if secret else ())
 
 
 def _sqlstate(exc: BaseException) -> str | None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_jetbase.errors import describe_error
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
@@ -129,7 +131,7 @@ class JetbaseHook(BaseHook):
         except Exception as exc:  # noqa: BLE001 - any driver error is the test's answer
             return False, _scrub(
                 f"Connection '{self.jetbase_conn_id}' ({spec.dialect} at "
-                f"{spec.safe_url()}) failed: {_describe(exc)}",
+                f"{spec.safe_url()}) failed: {describe_error(exc)}",
                 secrets,
                 self._raw_password(),
             )
@@ -194,14 +196,6 @@ def _mask(secret: str | bytes | None) -> None:
             mask_secret(form)
         return
     mask_secret(secret)
-
-
-def _describe(exc: BaseException) -> str:
-    # DBAPIError's str() appends the SQL and a docs link; the driver's own message is what helps.
-    orig = getattr(exc, "orig", None)
-    inner = orig if isinstance(orig, BaseException) else exc
-    message = " ".join(str(inner).split())
-    return f"{type(inner).__name__}: {message}" if message else type(inner).__name__
 
 
 def _scrub(message: str, secrets: tuple[str, ...], password: str | None) -> str:

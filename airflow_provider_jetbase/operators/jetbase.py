@@ -294,7 +294,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         if not wanted:
             return
         from airflow_provider_jetbase.drift import store_snapshot
-        from airflow_provider_jetbase.triggers.jetbase import describe_error
+        from airflow_provider_jetbase.errors import describe_error
 
         try:
             stored = store_snapshot(engine, version=version)

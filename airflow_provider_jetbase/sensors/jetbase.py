@@ -16,7 +16,7 @@ from airflow.providers.common.compat.sdk import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_jetbase.triggers.jetbase import VersionChecker
+    from airflow_provider_jetbase.hooks.version_check import VersionChecker
 
 
 def _default_deferrable() -> bool:
@@ -64,7 +64,7 @@ class JetbaseVersionSensor(BaseSensorOperator):
         checker = self._checker
         wanted = (self.jetbase_conn_id, str(self.target_version))
         if checker is None or (checker.jetbase_conn_id, checker.target_version) != wanted:
-            from airflow_provider_jetbase.triggers.jetbase import VersionChecker
+            from airflow_provider_jetbase.hooks.version_check import VersionChecker
 
             self._close_checker()  # re-rendered fields: never check with stale ones
             checker = self._checker = VersionChecker(*wanted)

@@ -19,67 +19,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 # Triggers run in the triggerer (server side): their base classes are not part of the Task SDK.
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+from airflow_provider_jetbase.errors import describe_error
+from airflow_provider_jetbase.hooks.version_check import VersionChecker
 
+__all__ = ["JetbaseVersionTrigger", "VersionChecker"]
 
 _NOTHING_LOGGED = object()
-
-
-class VersionChecker:
-    """Checks whether ``jetbase_conn_id``'s database is at or past ``target_version``, reusing one
-    Engine (built by the first check, in the caller's thread) until :meth:`close`.
-
-    Each check is ONE query, for the latest applied versioned version. It reads every versioned
-    row of ``jetbase_migrations`` and picks the highest in Python: Jetbase's version order
-    (``1.9 < 1.10``, ``1_2 == 1.2``, any number of parts) is not expressible in portable SQL, and
-    the rows are short (5,000 of them cost ~10-20 ms).
-    """
-
-    def __init__(self, jetbase_conn_id: str, target_version: str) -> None:
-        self.jetbase_conn_id = jetbase_conn_id
-        self.target_version = str(target_version)
-        self._engine: Engine | None = None
-
-    def check(self) -> tuple[bool, str | None]:
-        """(reached, current); a missing version table means "not yet", a version table the user
-        may not read raises TablePermissionError (never "not yet"). Blocking: call it off the
-        event loop. ``target_version`` accepts ``1.2`` and ``1_2``."""
-        from airflow_provider_jetbase.migration.state import fetch_current_version
-        from airflow_provider_jetbase.migration.versions import normalise_version, version_key
-
-        # An invalid target fails before any I/O, naming the parameter.
-        target = version_key(normalise_version(self.target_version, "target_version"))
-        if self._engine is None:
-            from sqlalchemy.pool import NullPool
-
-            from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
-
-            hook = JetbaseHook(jetbase_conn_id=self.jetbase_conn_id)
-            self._engine = hook.get_sqlalchemy_engine({"poolclass": NullPool})
-        with self._engine.connect() as connection:
-            current = fetch_current_version(connection)
-        return (current is not None and version_key(current) >= target), current
-
-    def close(self) -> None:
-        """Dispose of the Engine. With NullPool no connection is pooled, so this does no I/O and is
-        safe to call on the event loop (e.g. in a cancelled trigger's ``finally``)."""
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.dispose()
-
-
-def describe_error(exc: BaseException) -> str:
-    """The driver's own message (not SQLAlchemy's, which appends SQL and a link), on one line."""
-    orig = getattr(exc, "orig", None)
-    inner = orig if isinstance(orig, BaseException) else exc
-    message = " ".join(str(inner).split())
-    return f"{type(inner).__name__}: {message}" if message else type(inner).__name__
 
 
 class JetbaseVersionTrigger(BaseTrigger):
