@@ -23,6 +23,7 @@ from airflow_provider_jetbase.drift.report import (
 from airflow_provider_jetbase.drift_defaults import DEFAULT_FAIL_ON
 from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.migration.dialects import dialect_name
+from airflow_provider_jetbase.migration.timestamps import parse_db_timestamp
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -67,18 +68,7 @@ def _database_now(engine: Engine) -> dt.datetime | None:
             conn.rollback()
     except Exception:  # noqa: BLE001 - fall back to the worker's clock
         return None
-    return _as_datetime(value)
-
-
-def _as_datetime(value: Any) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value.strip().replace(" ", "T", 1))
-        except ValueError:
-            return None
-    return None
+    return parse_db_timestamp(value)
 
 
 def _lock_findings(engine: Engine, lock: Any, stale_lock_after: float) -> list[Finding]:
@@ -86,7 +76,7 @@ def _lock_findings(engine: Engine, lock: Any, stale_lock_after: float) -> list[F
         return []
     if not lock.is_locked:
         return []
-    locked_at = _as_datetime(lock.locked_at)
+    locked_at = parse_db_timestamp(lock.locked_at)
     owner = f" by process {lock.process_id}" if lock.process_id else ""
     if locked_at is None:
         return [

@@ -59,6 +59,7 @@ from airflow_provider_jetbase.migration.holder import (
 )
 from airflow_provider_jetbase.migration.results import LockInfo
 from airflow_provider_jetbase.migration.state import is_missing_table_error, missing_or_raise, query_or_none
+from airflow_provider_jetbase.migration.timestamps import parse_db_timestamp
 
 __all__ = [
     "UNLOCK_HINT",
@@ -106,15 +107,10 @@ class LockHolder:
         return f"{'; '.join(parts)}; {since}"
 
 
-def _as_datetime(value: Any) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None)
-    if value is None:
-        return None
-    try:
-        return dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
+def _naive(value: Any) -> dt.datetime | None:
+    # locked_at and the database's "now" come from one server: compare them without time zones.
+    parsed = parse_db_timestamp(value)
+    return parsed.replace(tzinfo=None) if parsed is not None else None
 
 
 def ensure_lock_tables(conn: Connection, dialect: Dialect) -> None:
@@ -134,8 +130,8 @@ def read_lock(conn: Connection, dialect: Dialect) -> tuple[LockInfo, LockHolder 
     row = query_or_none(conn, lambda: conn.execute(dialect.read_lock_stmt).first(), "jetbase_lock")
     if row is None or not row.is_locked:
         return LockInfo(False, None, None, supported=True), None
-    locked_at = _as_datetime(row.locked_at)
-    holder = LockHolder(row.process_id, locked_at, _as_datetime(row.db_now), row.locked_at)
+    locked_at = _naive(row.locked_at)
+    holder = LockHolder(row.process_id, locked_at, _naive(row.db_now), row.locked_at)
     return LockInfo(True, locked_at, row.process_id, supported=True), holder
 
 

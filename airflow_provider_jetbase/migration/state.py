@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from airflow_provider_jetbase.migration.dialects import table_errors
 from airflow_provider_jetbase.migration.errors import IncompatibleTableError, TablePermissionError
 from airflow_provider_jetbase.migration.results import AppliedMigration
+from airflow_provider_jetbase.migration.timestamps import parse_db_timestamp
 from airflow_provider_jetbase.migration.versions import latest_version
 
 _CURRENT_VERSION_SQL = text("SELECT version FROM jetbase_migrations WHERE migration_type = 'VERSIONED'")
@@ -135,14 +136,9 @@ def fetch_current_version(conn: Connection) -> str | None:
 
 
 def _to_datetime(value: Any) -> dt.datetime | str | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return str(value)
+    # What cannot be parsed is kept as text: history shows it rather than hiding the row's time.
+    parsed = parse_db_timestamp(value)
+    return parsed if parsed is not None or value is None else str(value)
 
 
 def fetch_applied(conn: Connection) -> list[AppliedMigration] | None:
