@@ -434,3 +434,19 @@ def count_lock_looks(engine: Engine) -> list[str]:
 
     event.listen(engine, "after_cursor_execute", after)
     return seen
+
+
+class UpgradeThread(threading.Thread):
+    """``migrator.upgrade()`` in a daemon thread; ``result`` or ``error`` afterwards."""
+
+    def __init__(self, migrator: Any, name: str = "jbtest-upgrade") -> None:
+        super().__init__(name=name, daemon=True)
+        self.migrator = migrator
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.migrator.upgrade()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            self.error = exc

@@ -12,7 +12,6 @@ sleep length decides the outcome.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +24,7 @@ from airflow_provider_jetbase.migration import Migrator
 from airflow_provider_jetbase.migration.dialects import dialect_for
 from airflow_provider_jetbase.migration.errors import LockLostError, LockTimeoutError
 from airflow_provider_jetbase.migration.lock import MigrationLock
-from airflow_provider_jetbase.migration.results import UpgradeResult
-from tests.jetbase_cli import write_migration
+from tests.jetbase_cli import UpgradeThread, write_migration
 
 GUARD_SECONDS = 120.0  # hang guards, not speed assertions
 PG_GATE_KEY = 7_310_042
@@ -87,20 +85,6 @@ def _lock_rows(engine: Engine) -> int:
         return int(conn.execute(text("SELECT COUNT(*) FROM jetbase_lock")).scalar_one())
 
 
-class _Run(threading.Thread):
-    def __init__(self, migrator: Migrator) -> None:
-        super().__init__(name="jbtest-lock-holder", daemon=True)
-        self.migrator = migrator
-        self.result: UpgradeResult | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.migrator.upgrade()
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
-            self.error = exc
-
-
 @pytest.mark.parametrize("removal", ["delete_row", "drop_table"])
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])
 def test_lock_removed_mid_migration_fails_the_holder_and_no_waiter_recreates_it(
@@ -113,7 +97,10 @@ def test_lock_removed_mid_migration_fails_the_holder_and_no_waiter_recreates_it(
     engine = create_engine(url)
     gate_conn = engine.connect()
     release_gate = _hold_gate(gate_conn, kind, gate)
-    holder = _Run(Migrator(engine, folder, lock_timeout=30, logger=logging.getLogger("test.lock_lost")))
+    holder = UpgradeThread(
+        Migrator(engine, folder, lock_timeout=30, logger=logging.getLogger("test.lock_lost")),
+        name="jbtest-lock-holder",
+    )
     try:
         holder.start()
         deadline = time.monotonic() + GUARD_SECONDS

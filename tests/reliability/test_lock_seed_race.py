@@ -10,7 +10,6 @@ Here the CLI's uncommitted seed is held open by the test, so the race happens ev
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -20,24 +19,9 @@ from sqlalchemy.engine import URL
 from airflow_provider_jetbase.migration import Migrator
 from airflow_provider_jetbase.migration.dialects import dialect_for
 from airflow_provider_jetbase.migration.lock import ensure_lock_tables
-from airflow_provider_jetbase.migration.results import UpgradeResult
-from tests.jetbase_cli import write_migration
+from tests.jetbase_cli import UpgradeThread, write_migration
 
 GUARD_SECONDS = 120.0  # hang guards, not speed assertions
-
-
-class _Run(threading.Thread):
-    def __init__(self, migrator: Migrator) -> None:
-        super().__init__(name="jbtest-seed-race", daemon=True)
-        self.migrator = migrator
-        self.result: UpgradeResult | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.migrator.upgrade()
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
-            self.error = exc
 
 
 def test_engine_seeding_the_lock_row_while_another_session_seeds_it_still_migrates(
@@ -53,7 +37,10 @@ def test_engine_seeding_the_lock_row_while_another_session_seeds_it_still_migrat
         cli_like = engine.connect()
         cli_like.begin()
         cli_like.execute(dialect.queries.initialize_lock_record_stmt())  # not committed yet
-        run = _Run(Migrator(engine, folder, lock_timeout=30, logger=logging.getLogger("test.seed_race")))
+        run = UpgradeThread(
+            Migrator(engine, folder, lock_timeout=30, logger=logging.getLogger("test.seed_race")),
+            name="jbtest-seed-race",
+        )
         try:
             run.start()
             deadline = time.monotonic() + GUARD_SECONDS
