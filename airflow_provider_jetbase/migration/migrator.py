@@ -95,7 +95,7 @@ _COMMIT_OUTCOME = {
     "committed.",
     ("upgrade", "not committed"): "The COMMIT's outcome was unknown (the connection failed during it); "
     "jetbase_migrations, re-read on a fresh connection, has no row for {file}: it was not recorded "
-    "(it was rolled back, unless the database commits DDL implicitly).",
+    "and its transaction was rolled back.",
     ("rollback", "committed"): "The COMMIT's outcome was unknown (the connection failed during it); "
     "jetbase_migrations, re-read on a fresh connection, no longer has {file}'s row: the rollback was "
     "committed.",
@@ -617,6 +617,10 @@ class Migrator:
             partial = (partial or bool(self_committed)) and commit_outcome != "committed"
             if self_committed and commit_outcome != "committed":
                 message += "\n" + _self_committed_note(f, self_committed)
+            elif partial:
+                # "Rolled back" covers only what the database could roll back: say what may remain.
+                template = _PARTIAL_NOTE.get(self.dialect.name, _PARTIAL_DEFAULT)
+                message += "\n" + template.format(file=f.relpath, dialect=self.dialect.name)
         elif self_committed:
             # The file's own COMMIT/BEGIN/ROLLBACK ended the engine's transaction: rolling back
             # after the failure undid only what ran after it (on SQLite, not even that).
