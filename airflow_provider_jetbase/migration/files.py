@@ -360,6 +360,15 @@ def _check_ascii_version(filename: str, relpath: str) -> None:
         )
 
 
+def _unreadable_directory(error: OSError) -> None:
+    # os.walk skips a directory it cannot list unless told otherwise: its migrations would then be
+    # silently "not there", and an upgrade would report "up to date".
+    where = error.filename if error.filename is not None else "the migrations folder"
+    raise MigrationFileError(
+        f"Cannot read the migrations folder {str(where)!r}: {error.strerror or error}"
+    ) from error
+
+
 def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> MigrationSet:
     """Walk ``directory`` recursively (sorted) and read every migration file once."""
     root = Path(directory)
@@ -367,7 +376,7 @@ def discover(directory: str | os.PathLike[str], logger: logging.Logger) -> Migra
         raise MigrationFileError(f"The migrations folder {str(root)!r} does not exist or is not a folder")
     versioned: dict[str, MigrationFile] = {}
     repeatables: dict[str, MigrationFile] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_directory):
         # Hidden directories are skipped like hidden files: a Kubernetes ConfigMap volume holds each
         # file twice, as a symlink and inside a hidden timestamped directory (..2026_01_01_...), and
         # walking that directory would read every migration twice.

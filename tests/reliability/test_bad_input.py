@@ -13,6 +13,10 @@ import base64
 import json
 import logging
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -201,18 +205,61 @@ def test_folder_is_a_file(base: Baseline, tmp_path: Path) -> None:
     base.unchanged("upgrade from a file instead of a folder")
 
 
-def test_unreadable_folder(base: Baseline) -> None:
-    """chmod 000 cannot stop root (these tests run as root in CI), so the case is only enforced when
-    the permission really denies reading; otherwise it must still upgrade normally."""
+_READ_FOLDER = """
+import logging, sys
+from pathlib import Path
+from airflow_provider_jetbase.migration.errors import MigrationFileError
+from airflow_provider_jetbase.migration.files import discover
+try:
+    discover(Path(sys.argv[1]), logging.getLogger("unreadable"))
+except MigrationFileError as exc:
+    print("REFUSED", exc)
+else:
+    print("READ")
+"""
+
+
+@pytest.mark.parametrize("where", ["folder", "subfolder"])
+def test_unreadable_folder(base: Baseline, where: str) -> None:
+    """chmod 000 cannot stop root, and CI runs as root: there the folder is read by the engine's folder
+    reader (what every command reads first, before touching the database) in a child process that
+    drops to the unprivileged user ``nobody``."""
     base.add("V2__two.sql", "CREATE TABLE two (id INT);")
-    base.folder.chmod(0)
+    (base.folder / "sub").mkdir()
+    (base.folder / "sub" / "V3__three.sql").write_text("CREATE TABLE three (id INT);")
+    if os.geteuid() != 0:
+        locked = base.folder if where == "folder" else base.folder / "sub"
+        locked.chmod(0)
+        try:
+            _fails(base.migrator().upgrade, MigrationFileError, str(locked))
+            base.unchanged("upgrade from an unreadable folder")
+        finally:
+            locked.chmod(0o755)
+        return
+    # tmp_path's parents are root-only (0700): the folder for "nobody" lives in a directory it may enter.
+    shared = Path(tempfile.mkdtemp(prefix="jbtest-unreadable-"))
     try:
-        if os.access(base.folder, os.R_OK | os.X_OK):
-            pytest.skip("running as root: chmod 000 does not make the folder unreadable")
-        _fails(base.migrator().upgrade, MigrationFileError, str(base.folder))
-        base.unchanged("upgrade from an unreadable folder")
+        shared.chmod(0o755)
+        folder = shared / "migrations"
+        shutil.copytree(base.folder, folder)
+        locked = folder if where == "folder" else folder / "sub"
+        locked.chmod(0)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        child = subprocess.run(
+            [*as_nobody, sys.executable, "-c", _READ_FOLDER, str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert child.stdout.startswith("REFUSED"), (child.stdout, child.stderr)
+        assert str(locked) in child.stdout, child.stdout
     finally:
-        base.folder.chmod(0o755)
+        for path in (shared / "migrations", shared / "migrations" / "sub"):
+            if path.exists() or path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(shared)
+    base.unchanged("nothing ran")
 
 
 def test_unreadable_file(base: Baseline) -> None:
