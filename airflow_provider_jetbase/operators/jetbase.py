@@ -132,10 +132,12 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
             dispose_engine_of(migrator)
 
     def on_kill(self) -> None:
-        # Airflow 3 calls on_kill from its SIGTERM handler, in the task's main thread (which waits
-        # for the migration thread), and then lets the task go on until it is SIGKILLed about 5 s
-        # later. Cancel the running statement on the server now, then raise so this thread stops
-        # waiting: run_cancellable gives the migration a moment to roll back and release the
+        # What this relies on, in Airflow 3.3's airflow/sdk/execution_time/task_runner.py: `_on_term`
+        # (the SIGTERM handler) calls ti.task.on_kill() in the task's main thread, which here waits
+        # for the migration thread, and the supervisor SIGKILLs about 5 s later; `_execute_task` runs
+        # execute() under `timeout()` (SIGALRM raising AirflowTaskTimeout there) and calls on_kill()
+        # after it. So: cancel the running statement on the server now, then raise so this thread
+        # stops waiting; run_cancellable gives the migration a moment to roll back and release the
         # jetbase_lock row, and notes on the exception what happened.
         migrator = self._running
         if migrator is None or self._kill_requested:
