@@ -2,7 +2,9 @@
 
 Connections made for the official providers (postgres, mysql, sqlite, snowflake, databricks) and
 ClickHouse are read with their own fields and extras, legacy ``extra__<type>__<field>`` keys
-included; the ``jetbase`` type takes any SQLAlchemy URL. Nothing here imports Airflow, and
+included; the ``jetbase`` type takes any SQLAlchemy URL. Each extra is first looked up in
+:mod:`airflow_provider_jetbase.connection_extras`: one the mapping cannot honour is refused by
+name, never dropped. Nothing here imports Airflow, and
 ``environ`` is only read (Jetbase's ``JETBASE_SNOWFLAKE_PRIVATE_KEY`` fallback).
 
 Every error is a :class:`ConnectionConfigError` naming the connection id and the field, never the
@@ -200,7 +202,7 @@ def _check_extras(r: _Reader, table: Mapping[str, Extra]) -> None:
         name = key
         legacy = _LEGACY_KEY.fullmatch(key)
         if legacy:
-            if legacy[1] != r.conn_type:
+            if legacy[1].lower() != r.conn_type.strip().lower():
                 continue  # another type's form field, left when the connection's type was changed
             name = legacy[2]
         if value in (None, "") or name in ignored:

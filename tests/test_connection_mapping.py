@@ -819,3 +819,17 @@ def test_inventory_covers_every_extra_the_installed_postgres_hook_reads() -> Non
     from airflow_provider_jetbase.connection_extras import POSTGRES_EXTRAS
 
     assert set(PostgresHook.ignored_extra_options) <= set(POSTGRES_EXTRAS)
+
+
+def test_jetbase_form_fields_left_empty_are_accepted_for_any_backend() -> None:
+    # The jetbase type's form saves every field, empty ones included, whatever the URL's backend.
+    form = {
+        "postgres_schema": "",
+        "private_key_content": "",
+        "private_key_file": "",
+        "private_key_passphrase": "",
+    }
+    s = spec("jetbase", extra={"sqlalchemy_url": "mysql+pymysql://u@h/db", **form})
+    assert s.url.drivername == "mysql+pymysql"
+    err = config_error("jetbase", extra={"sqlalchemy_url": "mysql+pymysql://u@h/db", "postgres_schema": "x"})
+    assert err.field == "postgres_schema"
