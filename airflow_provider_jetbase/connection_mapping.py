@@ -38,6 +38,7 @@ from airflow_provider_jetbase.connection_extras import (
     SNOWFLAKE_EXTRAS,
     SQLITE_EXTRAS,
     Extra,
+    is_true,
 )
 from airflow_provider_jetbase.errors import JetbaseProviderError
 
@@ -662,25 +663,52 @@ def _map_jetbase(r: _Reader) -> _Built:
 
 # ------------------------------------------------------------------------------------- the mapping
 @dataclass(frozen=True)
-class _ConnTypeMapping:
-    dialect: str
+class ConnectionMapping:
+    """One way of turning connections into engines, in the manner Cosmos' profile mappings claim
+    connections: the type (and extras) it claims, the extras it honours or refuses, its builder.
+
+    A new database or auth method is one entry in ``_MAPPINGS``: mappings of one type are tried in
+    order, and the first whose ``requires`` extras are all set (not empty, not false) claims the
+    connection; its ``extras`` table is checked before ``build`` runs.
+    """
+
+    conn_type: str
+    dialect: str  # "": the URL's backend (the jetbase type)
     build: Callable[[_Reader], _Built]
-    # Checked before build; None: build checks them itself (the jetbase type's depend on the URL).
-    extras: Mapping[str, Extra] | None
+    extras: Mapping[str, Extra] | None  # None: build checks them itself (they depend on the URL)
+    requires: tuple[str, ...] = ()
+
+    def claims(self, r: _Reader) -> bool:
+        return all(r.get(name) is not None and is_true(r.get(name)) for name in self.requires)
 
 
-_MAPPINGS: Mapping[str, _ConnTypeMapping] = MappingProxyType(
-    {
-        "postgres": _ConnTypeMapping("postgresql", _map_postgres, POSTGRES_EXTRAS),
-        "mysql": _ConnTypeMapping("mysql", _map_mysql, MYSQL_EXTRAS),
-        "sqlite": _ConnTypeMapping("sqlite", _map_sqlite, SQLITE_EXTRAS),
-        "snowflake": _ConnTypeMapping("snowflake", _map_snowflake, SNOWFLAKE_EXTRAS),
-        "databricks": _ConnTypeMapping("databricks", _map_databricks, DATABRICKS_EXTRAS),
-        "clickhouse": _ConnTypeMapping("clickhouse", _map_clickhouse, CLICKHOUSE_EXTRAS),
-        "jetbase": _ConnTypeMapping("", _map_jetbase, None),
-    }
+_MAPPINGS: tuple[ConnectionMapping, ...] = (
+    ConnectionMapping("postgres", "postgresql", _map_postgres, POSTGRES_EXTRAS),
+    ConnectionMapping("mysql", "mysql", _map_mysql, MYSQL_EXTRAS),
+    ConnectionMapping("sqlite", "sqlite", _map_sqlite, SQLITE_EXTRAS),
+    ConnectionMapping("snowflake", "snowflake", _map_snowflake, SNOWFLAKE_EXTRAS),
+    ConnectionMapping("databricks", "databricks", _map_databricks, DATABRICKS_EXTRAS),
+    ConnectionMapping("clickhouse", "clickhouse", _map_clickhouse, CLICKHOUSE_EXTRAS),
+    ConnectionMapping("jetbase", "", _map_jetbase, None),
 )
-SUPPORTED_CONN_TYPES: tuple[str, ...] = tuple(_MAPPINGS)
+SUPPORTED_CONN_TYPES: tuple[str, ...] = tuple(dict.fromkeys(m.conn_type for m in _MAPPINGS))
+
+
+def _claiming_mapping(
+    r: _Reader, conn_type: str, mappings: tuple[ConnectionMapping, ...] = _MAPPINGS
+) -> ConnectionMapping:
+    candidates = [m for m in mappings if m.conn_type == conn_type]
+    if not candidates:
+        raise r.error(
+            "conn_type",
+            f"unsupported connection type {r.fields.conn_type!r}; "
+            f"supported: {', '.join(SUPPORTED_CONN_TYPES)}",
+        )
+    for mapping in candidates:
+        if mapping.claims(r):
+            return mapping
+    needed = " or ".join("+".join(m.requires) for m in candidates)
+    raise r.error("extra", f"no mapping of the {conn_type} type claims this connection: it needs {needed}")
 
 
 def build_engine_spec(
@@ -694,14 +722,8 @@ def build_engine_spec(
     missing driver is reported here, with the pip extra to install.
     """
     conn_type = (fields.conn_type or "").strip().lower()
-    mapping = _MAPPINGS.get(conn_type)
-    if mapping is None:
-        raise ConnectionConfigError(
-            fields.conn_id,
-            "conn_type",
-            f"unsupported connection type {fields.conn_type!r}; supported: {', '.join(SUPPORTED_CONN_TYPES)}",
-        )
     reader = _Reader(fields, os.environ if environ is None else environ)
+    mapping = _claiming_mapping(reader, conn_type)
     if mapping.extras is not None:
         _check_extras(reader, mapping.extras)
     built = mapping.build(reader)

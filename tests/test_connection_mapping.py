@@ -833,3 +833,37 @@ def test_jetbase_form_fields_left_empty_are_accepted_for_any_backend() -> None:
     assert s.url.drivername == "mysql+pymysql"
     err = config_error("jetbase", extra={"sqlalchemy_url": "mysql+pymysql://u@h/db", "postgres_schema": "x"})
     assert err.field == "postgres_schema"
+
+
+def test_the_first_mapping_claiming_a_connection_builds_it_and_none_claiming_is_refused() -> None:
+    from sqlalchemy.engine import URL
+
+    from airflow_provider_jetbase.connection_extras import honoured
+    from airflow_provider_jetbase.connection_mapping import (
+        ConnectionMapping,
+        _Built,
+        _claiming_mapping,
+        _Reader,
+    )
+
+    def build(drivername: str) -> Any:
+        return lambda r: _Built(URL.create(drivername, host=r.host()))
+
+    extras = {"iam": honoured("token auth"), "pat": honoured("token")}
+    by_token = ConnectionMapping("pgx", "postgresql", build("postgresql+a"), extras, requires=("iam",))
+    by_pat = ConnectionMapping("pgx", "postgresql", build("postgresql+b"), extras, requires=("pat",))
+    mappings = (by_token, by_pat)
+
+    def claimer(extra: dict[str, Any]) -> ConnectionMapping:
+        return _claiming_mapping(
+            _Reader(ConnectionFields("c", "pgx", host="h", extra=extra), {}), "pgx", mappings
+        )
+
+    assert claimer({"iam": True, "pat": "x"}) is by_token
+    assert claimer({"iam": False, "pat": "x"}) is by_pat
+    with pytest.raises(ConnectionConfigError) as info:
+        claimer({"iam": "false"})
+    assert info.value.field == "extra" and "iam or pat" in info.value.reason
+    with pytest.raises(ConnectionConfigError) as unknown:
+        _claiming_mapping(_Reader(ConnectionFields("c", "nope", extra={}), {}), "nope", mappings)
+    assert unknown.value.field == "conn_type"
