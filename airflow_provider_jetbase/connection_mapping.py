@@ -2,7 +2,9 @@
 
 Connections made for the official providers (postgres, mysql, sqlite, snowflake, databricks) and
 ClickHouse are read with their own fields and extras, legacy ``extra__<type>__<field>`` keys
-included; the ``jetbase`` type takes any SQLAlchemy URL. Nothing here imports Airflow, and
+included; the ``jetbase`` type takes any SQLAlchemy URL. Each extra is first looked up in
+:mod:`airflow_provider_jetbase.connection_extras`: one the mapping cannot honour is refused by
+name, never dropped. Nothing here imports Airflow, and
 ``environ`` is only read (Jetbase's ``JETBASE_SNOWFLAKE_PRIVATE_KEY`` fallback).
 
 Every error is a :class:`ConnectionConfigError` naming the connection id and the field, never the
@@ -23,6 +25,21 @@ from urllib.parse import quote_plus
 
 from sqlalchemy.engine import URL, make_url
 
+from airflow_provider_jetbase.connection_extras import (
+    CLICKHOUSE_EXTRAS,
+    DATABRICKS_EXTRAS,
+    IGNORE_EXTRAS_KEY,
+    JETBASE_BACKEND_EXTRAS,
+    JETBASE_EXTRAS,
+    LIBPQ_PARAMS,
+    LIBPQ_SECRET_PARAMS,
+    MYSQL_EXTRAS,
+    POSTGRES_EXTRAS,
+    SNOWFLAKE_EXTRAS,
+    SQLITE_EXTRAS,
+    Extra,
+    is_true,
+)
 from airflow_provider_jetbase.errors import JetbaseProviderError
 
 _log = logging.getLogger(__name__)
@@ -176,21 +193,56 @@ class _Built:
     secrets: list[str] = field(default_factory=list)
 
 
+_LEGACY_KEY = re.compile(r"extra__(.+?)__(.+)")
+
+
+def _check_extras(r: _Reader, table: Mapping[str, Extra]) -> None:
+    """Refuse every set extra that ``table`` refuses or does not know (see connection_extras)."""
+    ignored = _ignored_extras(r, table)
+    for key, value in r.extra.items():
+        name = key
+        legacy = _LEGACY_KEY.fullmatch(key)
+        if legacy:
+            if legacy[1].lower() != r.conn_type.strip().lower():
+                continue  # another type's form field, left when the connection's type was changed
+            name = legacy[2]
+        if value in (None, "") or name in ignored:
+            continue
+        rule = table.get(name)
+        if rule is None:
+            raise r.error(
+                key,
+                f"is not an extra of the official {r.conn_type} provider nor of this provider, and "
+                f"would be ignored: remove it, or, if another tool reads it from this connection, "
+                f"name it in extra '{IGNORE_EXTRAS_KEY}'",
+            )
+        if rule.refusal and rule.refused_if(value):
+            raise r.error(key, rule.refusal)
+
+
+def _ignored_extras(r: _Reader, table: Mapping[str, Extra]) -> frozenset[str]:
+    value = r.get(IGNORE_EXTRAS_KEY)
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise r.error(IGNORE_EXTRAS_KEY, "is not a valid JSON list") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise r.error(IGNORE_EXTRAS_KEY, "must be a list of extra names")
+    known = sorted(set(value) & set(table))
+    if known:
+        # Ignoring an extra this provider reads (say `iam`) would connect differently than asked.
+        raise r.error(IGNORE_EXTRAS_KEY, f"{known} are read by this provider and cannot be ignored")
+    return frozenset(value)
+
+
 # ----------------------------------------------------------------------------------------- postgres
-# libpq connection parameters (PostgreSQL 17 docs) that an extra may carry to the driver.
-# Other extras of the official provider (iam, cursor, aws_conn_id, ...) are not libpq's and are dropped.
-_LIBPQ_PARAMS = frozenset(
-    {
-        "hostaddr", "passfile", "require_auth", "channel_binding", "connect_timeout", "client_encoding",
-        "options", "application_name", "fallback_application_name", "keepalives", "keepalives_idle",
-        "keepalives_interval", "keepalives_count", "tcp_user_timeout", "sslmode", "requiressl",
-        "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslpassword", "sslcertmode",
-        "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer", "ssl_min_protocol_version",
-        "ssl_max_protocol_version", "gssencmode", "krbsrvname", "gsslib", "gssdelegation", "service",
-        "target_session_attrs", "load_balance_hosts",
-    }
-)  # fmt: skip
-_LIBPQ_SECRET_PARAMS = frozenset({"sslpassword"})
 _PG_DRIVERS = {"psycopg2": "psycopg2", "psycopg": "psycopg", "psycopg3": "psycopg"}
 _SIMPLE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|\$user")
 _QUOTED_IDENTIFIER = re.compile(r'"(?:[^"]|"")+"')
@@ -219,15 +271,26 @@ def search_path_option(value: str, conn_id: str, field: str) -> str:
     return f"-csearch_path={escaped}"
 
 
-def _postgres_connect_args(r: _Reader, drivername: str | None = None) -> tuple[dict[str, Any], list[str]]:
+def _postgres_connect_args(
+    r: _Reader, query: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     args: dict[str, Any] = {}
     secrets: list[str] = []
-    for name in sorted(_LIBPQ_PARAMS):
+    for name in sorted(LIBPQ_PARAMS):
         value = r.get(name)
         if value is None:
             continue
         args[name] = value
-        if name in _LIBPQ_SECRET_PARAMS:
+        if name in LIBPQ_SECRET_PARAMS:
+            secrets.append(str(value))
+    for name, value in (query or {}).items():
+        if name in args and str(args[name]) != str(value):
+            raise r.error(
+                f"sqlalchemy_query.{name}",
+                f"conflicts with extra '{name}': set one of them",
+            )
+        args[name] = value
+        if name in LIBPQ_SECRET_PARAMS:
             secrets.append(str(value))
     for name in ("postgres_schema", "search_path"):
         schema = r.get_str(name)
@@ -250,8 +313,24 @@ def _postgres_driver(r: _Reader) -> str:
     return f"postgresql+{_PG_DRIVERS[driver]}"
 
 
+def _postgres_query(r: _Reader) -> dict[str, Any]:
+    """The official hook's ``sqlalchemy_query`` (the engine URL's query, which SQLAlchemy hands to
+    the driver as connection parameters), as connect_args: values stay out of the logged URL."""
+    query = r.json_object("sqlalchemy_query") or {}
+    for name, value in query.items():
+        if name not in LIBPQ_PARAMS:
+            raise r.error(
+                f"sqlalchemy_query.{name}",
+                "is not a libpq connection parameter (see the PostgreSQL docs, 'Parameter Key Words')",
+            )
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise r.error(f"sqlalchemy_query.{name}", "must be a string or a number")
+    return query
+
+
 def _map_postgres(r: _Reader) -> _Built:
     f = r.fields
+    query = _postgres_query(r)
     url = URL.create(
         _postgres_driver(r),
         username=f.login or None,
@@ -260,7 +339,7 @@ def _map_postgres(r: _Reader) -> _Built:
         port=r.port(),
         database=f.schema or None,
     )
-    args, secrets = _postgres_connect_args(r)
+    args, secrets = _postgres_connect_args(r, query)
     return _Built(url, args, secrets)
 
 
@@ -473,7 +552,8 @@ def _map_snowflake(r: _Reader) -> _Built:
 # --------------------------------------------------------------------------------------- databricks
 def _map_databricks(r: _Reader) -> _Built:
     f = r.fields
-    host = r.host()
+    # The official hook prefers the extra's host to the host field.
+    host = r.get_str("host") or r.host()
     assert host is not None
     host = re.sub(r"^https?://", "", host, flags=re.IGNORECASE).rstrip("/")
     if not host:
@@ -492,7 +572,11 @@ def _map_databricks(r: _Reader) -> _Built:
     if schema:
         query["schema"] = schema
     url = URL.create("databricks", username="token", password=token, host=host, port=r.port(), query=query)
-    return _Built(url, {}, [token])
+    args: dict[str, Any] = {}
+    session_configuration = r.json_object("session_configuration")
+    if session_configuration:
+        args["session_configuration"] = session_configuration
+    return _Built(url, args, [token])
 
 
 # --------------------------------------------------------------------------------------- clickhouse
@@ -549,6 +633,7 @@ def _map_jetbase(r: _Reader) -> _Built:
     if port:
         url = url.set(port=port)
     backend = url.get_backend_name()
+    _check_extras(r, {**JETBASE_EXTRAS, **JETBASE_BACKEND_EXTRAS.get(backend, {})})
     secrets: list[str] = []
     args: dict[str, Any] = {}
     if backend == "snowflake":
@@ -578,23 +663,52 @@ def _map_jetbase(r: _Reader) -> _Built:
 
 # ------------------------------------------------------------------------------------- the mapping
 @dataclass(frozen=True)
-class _ConnTypeMapping:
-    dialect: str
+class ConnectionMapping:
+    """One way of turning connections into engines, in the manner Cosmos' profile mappings claim
+    connections: the type (and extras) it claims, the extras it honours or refuses, its builder.
+
+    A new database or auth method is one entry in ``_MAPPINGS``: mappings of one type are tried in
+    order, and the first whose ``requires`` extras are all set (not empty, not false) claims the
+    connection; its ``extras`` table is checked before ``build`` runs.
+    """
+
+    conn_type: str
+    dialect: str  # "": the URL's backend (the jetbase type)
     build: Callable[[_Reader], _Built]
+    extras: Mapping[str, Extra] | None  # None: build checks them itself (they depend on the URL)
+    requires: tuple[str, ...] = ()
+
+    def claims(self, r: _Reader) -> bool:
+        return all(r.get(name) is not None and is_true(r.get(name)) for name in self.requires)
 
 
-_MAPPINGS: Mapping[str, _ConnTypeMapping] = MappingProxyType(
-    {
-        "postgres": _ConnTypeMapping("postgresql", _map_postgres),
-        "mysql": _ConnTypeMapping("mysql", _map_mysql),
-        "sqlite": _ConnTypeMapping("sqlite", _map_sqlite),
-        "snowflake": _ConnTypeMapping("snowflake", _map_snowflake),
-        "databricks": _ConnTypeMapping("databricks", _map_databricks),
-        "clickhouse": _ConnTypeMapping("clickhouse", _map_clickhouse),
-        "jetbase": _ConnTypeMapping("", _map_jetbase),
-    }
+_MAPPINGS: tuple[ConnectionMapping, ...] = (
+    ConnectionMapping("postgres", "postgresql", _map_postgres, POSTGRES_EXTRAS),
+    ConnectionMapping("mysql", "mysql", _map_mysql, MYSQL_EXTRAS),
+    ConnectionMapping("sqlite", "sqlite", _map_sqlite, SQLITE_EXTRAS),
+    ConnectionMapping("snowflake", "snowflake", _map_snowflake, SNOWFLAKE_EXTRAS),
+    ConnectionMapping("databricks", "databricks", _map_databricks, DATABRICKS_EXTRAS),
+    ConnectionMapping("clickhouse", "clickhouse", _map_clickhouse, CLICKHOUSE_EXTRAS),
+    ConnectionMapping("jetbase", "", _map_jetbase, None),
 )
-SUPPORTED_CONN_TYPES: tuple[str, ...] = tuple(_MAPPINGS)
+SUPPORTED_CONN_TYPES: tuple[str, ...] = tuple(dict.fromkeys(m.conn_type for m in _MAPPINGS))
+
+
+def _claiming_mapping(
+    r: _Reader, conn_type: str, mappings: tuple[ConnectionMapping, ...] = _MAPPINGS
+) -> ConnectionMapping:
+    candidates = [m for m in mappings if m.conn_type == conn_type]
+    if not candidates:
+        raise r.error(
+            "conn_type",
+            f"unsupported connection type {r.fields.conn_type!r}; "
+            f"supported: {', '.join(SUPPORTED_CONN_TYPES)}",
+        )
+    for mapping in candidates:
+        if mapping.claims(r):
+            return mapping
+    needed = " or ".join("+".join(m.requires) for m in candidates)
+    raise r.error("extra", f"no mapping of the {conn_type} type claims this connection: it needs {needed}")
 
 
 def build_engine_spec(
@@ -608,14 +722,10 @@ def build_engine_spec(
     missing driver is reported here, with the pip extra to install.
     """
     conn_type = (fields.conn_type or "").strip().lower()
-    mapping = _MAPPINGS.get(conn_type)
-    if mapping is None:
-        raise ConnectionConfigError(
-            fields.conn_id,
-            "conn_type",
-            f"unsupported connection type {fields.conn_type!r}; supported: {', '.join(SUPPORTED_CONN_TYPES)}",
-        )
     reader = _Reader(fields, os.environ if environ is None else environ)
+    mapping = _claiming_mapping(reader, conn_type)
+    if mapping.extras is not None:
+        _check_extras(reader, mapping.extras)
     built = mapping.build(reader)
     url = built.url
     dialect = mapping.dialect or url.get_backend_name()

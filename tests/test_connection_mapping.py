@@ -91,9 +91,8 @@ def test_postgres_fields_and_libpq_extras() -> None:
             "connect_timeout": 7,
             "application_name": "jetbase",
             "extra__postgres__sslcert": "/etc/client.pem",  # legacy prefixed key
-            "iam": True,  # official provider extras that are not libpq parameters
-            "cursor": "dictcursor",
-            "aws_conn_id": "aws_default",
+            "cursor": "dictcursor",  # official provider's: declared as not applicable
+            "iam": False,  # token auth off: nothing to refuse
         },
     )
     assert s.dialect == "postgresql"
@@ -636,3 +635,235 @@ def test_jetbase_url_with_password_warns_without_the_password(caplog: pytest.Log
             )
         )
     assert "no_pw" not in caplog.text
+
+
+# ------------------------------------------------------------- official-provider extras: refused
+SECRET = "s3cr3t-Value-9"  # the password / client secret: never in an error
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "base", "extra", "field"),
+    [
+        ("postgres", {"host": "h"}, {"iam": True}, "iam"),
+        ("postgres", {"host": "h"}, {"iam": "true", "aws_conn_id": "aws_rds"}, "iam"),
+        ("postgres", {"host": "h"}, {"aws_conn_id": "aws_rds"}, "aws_conn_id"),
+        ("postgres", {"host": "h"}, {"azure_conn_id": "azure_pg"}, "azure_conn_id"),
+        ("postgres", {"host": "h"}, {"redshift": True}, "redshift"),
+        ("postgres", {"host": "h"}, {"redshift-serverless": "true"}, "redshift-serverless"),
+        ("postgres", {"host": "h"}, {"cluster-identifier": "c1"}, "cluster-identifier"),
+        ("postgres", {"host": "h"}, {"workgroup-name": "wg"}, "workgroup-name"),
+        ("postgres", {"host": "h"}, {"extra__postgres__iam": True}, "extra__postgres__iam"),
+        ("postgres", {"host": "h"}, {"sqlalchemy_query": {"not_libpq": "1"}}, "sqlalchemy_query.not_libpq"),
+        ("postgres", {"host": "h"}, {"sqlalchemy_query": {"sslmode": ["a"]}}, "sqlalchemy_query.sslmode"),
+        (
+            "postgres",
+            {"host": "h"},
+            {"sslmode": "require", "sqlalchemy_query": {"sslmode": "disable"}},
+            "sqlalchemy_query.sslmode",
+        ),
+        ("postgres", {"host": "h"}, {"sslmod": "require"}, "sslmod"),  # a typo is not dropped
+        ("mysql", {"host": "h"}, {"client": "mysql-connector-python"}, "client"),
+        ("mysql", {"host": "h"}, {"client": "mariadb"}, "client"),
+        ("mysql", {"host": "h"}, {"iam": True}, "iam"),
+        ("mysql", {"host": "h"}, {"aws_conn_id": "aws_rds"}, "aws_conn_id"),
+        ("mysql", {"host": "h"}, {"ssl_verify_cert": True}, "ssl_verify_cert"),
+        ("sqlite", {"host": "/tmp/x.db"}, {"mode": "ro"}, "mode"),
+        ("snowflake", {"login": "client-id"}, {"authenticator": "oauth"}, "authenticator"),
+        ("snowflake", {"login": "client-id"}, {"authenticator": "OAUTH"}, "authenticator"),
+        ("snowflake", {"login": "u"}, {"authenticator": "externalbrowser"}, "authenticator"),
+        ("snowflake", {"login": "u"}, {"authenticator": "https://evil.example.com"}, "authenticator"),
+        ("snowflake", {"login": "client-id"}, {"refresh_token": "rt-xyz"}, "refresh_token"),
+        ("snowflake", {"login": "client-id"}, {"grant_type": "client_credentials"}, "grant_type"),
+        ("snowflake", {"login": "client-id"}, {"token_endpoint": "https://idp/token"}, "token_endpoint"),
+        ("snowflake", {"login": "client-id"}, {"scope": "session:role:X"}, "scope"),
+        ("snowflake", {"login": "client-id"}, {"azure_conn_id": "az"}, "azure_conn_id"),
+        (
+            "databricks",
+            {"host": "h"},
+            {"http_path": "/p", "use_azure_managed_identity": True},
+            "use_azure_managed_identity",
+        ),
+        ("databricks", {"host": "h"}, {"http_path": "/p", "azure_tenant_id": "t"}, "azure_tenant_id"),
+        (
+            "databricks",
+            {"host": "h"},
+            {"http_path": "/p", "service_principal_oauth": "true"},
+            "service_principal_oauth",
+        ),
+        ("databricks", {"host": "h"}, {"http_path": "/p", "federated_k8s": True}, "federated_k8s"),
+        ("clickhouse", {"host": "h"}, {"compression": "lz4"}, "compression"),
+        ("jetbase", {}, {"sqlalchemy_url": "mysql+pymysql://u@h/db", "sslmode": "require"}, "sslmode"),
+        ("jetbase", {}, {"sqlalchemy_url": "postgresql://u@h/db", "iam": True}, "iam"),
+        # Ignoring an extra the provider reads would connect otherwise than asked.
+        ("postgres", {"host": "h"}, {"iam": True, "jetbase_ignore_extras": ["iam"]}, "jetbase_ignore_extras"),
+        ("postgres", {"host": "h"}, {"jetbase_ignore_extras": {"a": 1}}, "jetbase_ignore_extras"),
+    ],
+)
+def test_official_extras_not_honoured_are_refused_naming_the_field(
+    conn_type: str, base: dict[str, Any], extra: dict[str, Any], field: str
+) -> None:
+    if conn_type == "snowflake":
+        extra = {"account": "xy12345", **extra}
+    err = config_error(conn_type, conn_id="shared_conn", password=SECRET, extra=extra, **base)
+    assert err.field == field
+    assert err.conn_id == "shared_conn"
+    assert f"'{field}'" in str(err) and "'shared_conn'" in str(err)
+    assert SECRET not in str(err) and SECRET not in repr(err) and SECRET not in repr(err.args)
+    assert "rt-xyz" not in str(err)
+
+
+def test_refusals_say_what_to_do_instead() -> None:
+    iam = config_error("postgres", host="h", password=SECRET, extra={"iam": True})
+    assert "password field" in iam.reason
+    oauth = config_error(
+        "snowflake", login="client-id", password=SECRET, extra={"account": "a", "refresh_token": "rt"}
+    )
+    assert "key-pair" in oauth.reason and "client secret" in oauth.reason
+    client = config_error("mysql", host="h", extra={"client": "mysql-connector-python"})
+    assert "mysqlclient" in client.reason
+    unknown = config_error("postgres", host="h", extra={"threads": 4})
+    assert "jetbase_ignore_extras" in unknown.reason
+
+
+# ------------------------------------------------------------ official-provider extras: honoured
+@pytest.mark.parametrize("value", [False, "false", "", None])
+def test_postgres_token_auth_switched_off_is_not_refused(value: Any) -> None:
+    s = spec("postgres", host="h", extra={"iam": value, "redshift": value, "cursor": "dictcursor"})
+    assert s.connect_args == {}
+
+
+def test_postgres_sqlalchemy_query_is_passed_to_the_driver_not_the_url() -> None:
+    s = spec(
+        "postgres",
+        host="h",
+        extra={
+            "sqlalchemy_query": {"application_name": "etl", "sslpassword": "ssl-secret-1"},
+            "options": "-cwork_mem=64MB",
+            "postgres_schema": "staging",
+            "application_name": "etl",  # same value twice: not a conflict
+        },
+    )
+    assert s.connect_args == {
+        "application_name": "etl",
+        "sslpassword": "ssl-secret-1",
+        "options": "-cwork_mem=64MB -csearch_path=staging",
+    }
+    assert dict(s.url.query) == {}
+    assert "ssl-secret-1" in s.secrets and "ssl-secret-1" not in s.safe_url()
+    # The official hook also accepts the query as a JSON string (from a URI's extras).
+    text = spec("postgres", host="h", extra={"sqlalchemy_query": '{"connect_timeout": 4}'})
+    assert text.connect_args == {"connect_timeout": 4}
+
+
+@pytest.mark.parametrize("client", ["mysqlclient", "pymysql", "PyMySQL", ""])
+def test_mysql_clients_taking_mysqldb_arguments_use_pymysql(client: str) -> None:
+    s = spec("mysql", host="h", extra={"client": client, "charset": "utf8mb4"})
+    assert s.url.drivername == "mysql+pymysql"
+    assert s.connect_args == {"charset": "utf8mb4"}
+
+
+@pytest.mark.parametrize(
+    "authenticator", ["snowflake", "SNOWFLAKE_JWT", "username_password_mfa", "https://acme.okta.com/"]
+)
+def test_snowflake_authenticators_needing_no_token_are_passed(authenticator: str) -> None:
+    s = spec("snowflake", login="u", password="pw", extra={"account": "a", "authenticator": authenticator})
+    assert s.url.query["authenticator"] == authenticator
+
+
+def test_databricks_extra_host_and_session_configuration() -> None:
+    s = spec(
+        "databricks",
+        host="ignored.example.com",
+        password="dapi-1",
+        extra={
+            "host": "https://dbc-9.cloud.databricks.com/",
+            "http_path": "/sql/1.0/warehouses/w",
+            "session_configuration": {"spark.sql.ansi.enabled": "true"},
+        },
+    )
+    assert s.url.host == "dbc-9.cloud.databricks.com"
+    assert s.connect_args == {"session_configuration": {"spark.sql.ansi.enabled": "true"}}
+    engine = create_engine(s.url, connect_args=s.connect_args)
+    assert engine.dialect.name == "databricks"
+
+
+@pytest.mark.parametrize("names", [["threads", "profile"], "threads, profile", '["threads", "profile"]'])
+def test_other_tools_extras_named_in_jetbase_ignore_extras_are_left_alone(names: Any) -> None:
+    s = spec(
+        "postgres",
+        host="h",
+        extra={"threads": 4, "profile": "dbt", "sslmode": "require", "jetbase_ignore_extras": names},
+    )
+    assert s.connect_args == {"sslmode": "require"}
+
+
+def test_legacy_form_keys_of_another_type_are_left_alone_and_empty_values_are_unset() -> None:
+    s = spec(
+        "postgres",
+        host="h",
+        extra={
+            "extra__snowflake__account": "left-from-a-type-change",
+            "extra__postgres__sslmode": "require",
+            "unknown_but_empty": "",
+            "unknown_but_null": None,
+        },
+    )
+    assert s.connect_args == {"sslmode": "require"}
+
+
+def test_inventory_covers_every_extra_the_installed_postgres_hook_reads() -> None:
+    # The installed official provider names the extras it keeps from libpq; each one must have a
+    # rule here (honoured or refused), or a provider upgrade could bring a silently dropped extra.
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from airflow_provider_jetbase.connection_extras import POSTGRES_EXTRAS
+
+    assert set(PostgresHook.ignored_extra_options) <= set(POSTGRES_EXTRAS)
+
+
+def test_jetbase_form_fields_left_empty_are_accepted_for_any_backend() -> None:
+    # The jetbase type's form saves every field, empty ones included, whatever the URL's backend.
+    form = {
+        "postgres_schema": "",
+        "private_key_content": "",
+        "private_key_file": "",
+        "private_key_passphrase": "",
+    }
+    s = spec("jetbase", extra={"sqlalchemy_url": "mysql+pymysql://u@h/db", **form})
+    assert s.url.drivername == "mysql+pymysql"
+    err = config_error("jetbase", extra={"sqlalchemy_url": "mysql+pymysql://u@h/db", "postgres_schema": "x"})
+    assert err.field == "postgres_schema"
+
+
+def test_the_first_mapping_claiming_a_connection_builds_it_and_none_claiming_is_refused() -> None:
+    from sqlalchemy.engine import URL
+
+    from airflow_provider_jetbase.connection_extras import honoured
+    from airflow_provider_jetbase.connection_mapping import (
+        ConnectionMapping,
+        _Built,
+        _claiming_mapping,
+        _Reader,
+    )
+
+    def build(drivername: str) -> Any:
+        return lambda r: _Built(URL.create(drivername, host=r.host()))
+
+    extras = {"iam": honoured("token auth"), "pat": honoured("token")}
+    by_token = ConnectionMapping("pgx", "postgresql", build("postgresql+a"), extras, requires=("iam",))
+    by_pat = ConnectionMapping("pgx", "postgresql", build("postgresql+b"), extras, requires=("pat",))
+    mappings = (by_token, by_pat)
+
+    def claimer(extra: dict[str, Any]) -> ConnectionMapping:
+        return _claiming_mapping(
+            _Reader(ConnectionFields("c", "pgx", host="h", extra=extra), {}), "pgx", mappings
+        )
+
+    assert claimer({"iam": True, "pat": "x"}) is by_token
+    assert claimer({"iam": False, "pat": "x"}) is by_pat
+    with pytest.raises(ConnectionConfigError) as info:
+        claimer({"iam": "false"})
+    assert info.value.field == "extra" and "iam or pat" in info.value.reason
+    with pytest.raises(ConnectionConfigError) as unknown:
+        _claiming_mapping(_Reader(ConnectionFields("c", "nope", extra={}), {}), "nope", mappings)
+    assert unknown.value.field == "conn_type"

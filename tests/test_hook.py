@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
+from airflow_provider_jetbase.connection_mapping import ConnectionConfigError
 from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
 
 
@@ -221,6 +222,50 @@ def test_postgres_schema_injection_is_not_executed(
     finally:
         engine.dispose()
     assert _tables_by_schema(postgres_url, "victim") == ["public"]
+
+
+@pytest.mark.postgres
+def test_postgres_sqlalchemy_query_reaches_the_server(
+    monkeypatch: pytest.MonkeyPatch, postgres_url: URL
+) -> None:
+    value = pg_conn_json(postgres_url, sqlalchemy_query={"application_name": "from-sqlalchemy-query"})
+    hook = JetbaseHook(define_connection(monkeypatch, value))
+    assert run_scalar(hook, "SELECT current_setting('application_name')") == "from-sqlalchemy-query"
+
+
+@pytest.mark.postgres
+def test_postgres_iam_connection_is_refused_before_connecting(
+    monkeypatch: pytest.MonkeyPatch, postgres_url: URL
+) -> None:
+    # The server trusts every client: without the refusal this connection would migrate as the
+    # login, with no IAM token ever fetched.
+    password = "iam-fallback-Secret-7"
+    value = {**pg_conn_json(postgres_url, iam=True, aws_conn_id="aws_rds"), "password": password}
+    conn_id = define_connection(monkeypatch, value)
+    with pytest.raises(ConnectionConfigError) as info:
+        JetbaseHook(conn_id).get_sqlalchemy_engine()
+    assert (info.value.conn_id, info.value.field) == (conn_id, "iam")
+    assert password not in str(info.value) and password not in repr(info.value)
+    ok, message = JetbaseHook(conn_id).test_connection()
+    assert ok is False and "'iam'" in message and password not in message
+
+
+def test_snowflake_oauth_connection_is_refused_without_the_client_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client_secret = "oauth-client-Secret-3"
+    value = {
+        "conn_type": "snowflake",
+        "login": "oauth-client-id",
+        "password": client_secret,
+        "extra": {"account": "xy12345", "authenticator": "oauth", "refresh_token": "refresh-Tok-1"},
+    }
+    conn_id = define_connection(monkeypatch, value)
+    with pytest.raises(ConnectionConfigError) as info:
+        JetbaseHook(conn_id).get_engine_spec()
+    assert info.value.field == "authenticator"
+    for secret in (client_secret, "refresh-Tok-1"):
+        assert secret not in str(info.value) and secret not in repr(info.value)
 
 
 # ---------------------------------------------------------------------------------- test_connection

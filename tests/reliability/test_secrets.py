@@ -5,11 +5,11 @@ The example DAGs run with ``dag.test()`` (tests/airflow_harness.py) in a throw-a
 their own. Each example's connection (``jetbase_demo``, ``jetbase_rollback_demo``...) points at the
 real PostgreSQL server, which trusts every client, so a distinctive password is accepted and travels
 through every layer. The connection also carries a token and a Snowflake-style private key in its
-extras (unused by PostgreSQL, but a user may leave them there). Afterwards the subprocess output
-(task logs go to the console with dag.test()), the XCom values, and EVERY file of AIRFLOW_HOME (log
-files, the SQLite metadata database with its XCom, rendered-template and task-instance tables) are
-searched for every form of every secret: plain, URL-quoted, the PEM body, its base64, and the key's
-DER as base64 and hex.
+extras (unused by PostgreSQL, named in `jetbase_ignore_extras` as another tool's). Afterwards the
+subprocess output (task logs go to the console with dag.test()), the XCom values, and EVERY file of
+AIRFLOW_HOME (log files, the SQLite metadata database with its XCom, rendered-template and
+task-instance tables) are searched for every form of every secret: plain, URL-quoted, the PEM body,
+its base64, and the key's DER as base64 and hex.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def pg_connection(url: URL, key_forms: dict[str, str], **extra: Any) -> str:
                 "token": TOKEN,
                 "private_key_content": key_forms["pem"],
                 "connect_timeout": 5,
+                # Other tools' extras are named, or the mapping refuses them.
+                "jetbase_ignore_extras": ["token", "private_key_content"],
                 **extra,
             },
         }
@@ -175,7 +177,7 @@ def test_failing_connection_leaks_no_secret(
             "login": "root",
             "password": PASSWORD,
             "schema": mysql_url.database,
-            "extra": {"token": TOKEN, "connect_timeout": 5},
+            "extra": {"token": TOKEN, "connect_timeout": 5, "jetbase_ignore_extras": "token"},
         }
     )
     outcome = run(secrets_home, "example_jetbase_migrate_before_etl", conn)
@@ -318,6 +320,7 @@ def test_snowflake_key_pair_secrets_stay_out_of_logs_and_errors(
                     "private_key_content": base64.b64encode(pem.encode()).decode(),
                     "private_key_passphrase": passphrase,
                     "token": TOKEN,
+                    "jetbase_ignore_extras": ["token"],
                 },
             }
         ),
