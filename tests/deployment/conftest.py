@@ -22,7 +22,9 @@ STARTED_IN = pytest.StashKey[float]()
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Deployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
     try:
         check_servers()
     except DeploymentUnavailable as exc:

@@ -95,8 +95,9 @@ class Slot:
             if self.driver != "psycopg2":
                 extra["driver"] = self.driver
             if sleep:
-                # client_connection_check_interval: the server also ends the sleep of a client gone.
-                extra["options"] = f"-c jbtest.sleep={LONG_SLEEP_S} -c client_connection_check_interval=500"
+                # No client_connection_check_interval: a statement left running by a killed task
+                # would go on sleeping on the server, as with a default server configuration.
+                extra["options"] = f"-c jbtest.sleep={LONG_SLEEP_S}"
             return json.dumps(
                 {
                     "conn_type": "postgres",
@@ -175,7 +176,7 @@ class Deployment:
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> dict[str, Any]:
         """Wait (bounded) until the run is finished; returns it."""
         return self.wait_for(
-            lambda: (run if (run := self.dag_run(dag_id, run_id))["state"] in ("success", "failed") else None),
+            lambda: run if (run := self.dag_run(dag_id, run_id))["state"] in ("success", "failed") else None,
             timeout,
             f"DAG run {dag_id}/{run_id} to finish",
         )
@@ -286,7 +287,9 @@ def redis_database() -> Iterator[int]:
     raise DeploymentUnavailable(f"no empty Redis database on {REDIS_HOST}:{REDIS_PORT} (1-15 all in use)")
 
 
-def _deployment_env(home: Path, port: int, metadata_url: URL, redis_db: int, slots: Mapping[str, Slot]) -> dict[str, str]:
+def _deployment_env(
+    home: Path, port: int, metadata_url: URL, redis_db: int, slots: Mapping[str, Slot]
+) -> dict[str, str]:
     metadata = metadata_url.render_as_string(hide_password=False)
     extra = {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
@@ -343,8 +346,16 @@ def running_deployment(home: Path) -> Iterator[Deployment]:
             # Same machine, one shared log folder: the API reads the task logs from it, so the
             # workers serve none (two would want the same port).
             argvs[f"celery-worker-{number}"] = [
-                str(AIRFLOW_BIN), "celery", "worker", "--concurrency", "1", "--skip-serve-logs",
-                "--celery-hostname", f"jbdeploy{number}@%h", "--without-gossip", "--without-mingle",
+                str(AIRFLOW_BIN),
+                "celery",
+                "worker",
+                "--concurrency",
+                "1",
+                "--skip-serve-logs",
+                "--celery-hostname",
+                f"jbdeploy{number}@%h",
+                "--without-gossip",
+                "--without-mingle",
             ]
         for name, argv in argvs.items():
             process, log_path = spawn(home, env, name, argv)
@@ -352,12 +363,16 @@ def running_deployment(home: Path) -> Iterator[Deployment]:
         api = components["api-server"]
         _wait_until_up(base_url, api.process, api.log_path)
         server = AirflowServer(base_url=base_url, home=home, env=env, log_path=api.log_path)
-        deployment = Deployment(server=server, home=home, metadata_url=metadata_url, redis_db=redis_db, slots=slots)
+        deployment = Deployment(
+            server=server, home=home, metadata_url=metadata_url, redis_db=redis_db, slots=slots
+        )
         deployment.components = components
         try:
             _wait_ready(deployment)
         except AssertionError as exc:
-            raise AirflowServerError(f"the deployment did not come up: {exc}\n{_all_tails(components)}") from exc
+            raise AirflowServerError(
+                f"the deployment did not come up: {exc}\n{_all_tails(components)}"
+            ) from exc
         deployment.started_in_s = time.monotonic() - started
         yield deployment
 

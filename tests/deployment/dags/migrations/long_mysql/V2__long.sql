@@ -1,5 +1,4 @@
-CREATE TABLE half_done (id INT);
-INSERT INTO half_done VALUES (1);
+INSERT INTO first_t VALUES (2);
 SELECT SLEEP(COALESCE(@jbtest_sleep, 0)), 'jbdeploy_long_migration';
 -- rollback
-DROP TABLE half_done;
+DELETE FROM first_t WHERE id = 2;
