@@ -56,6 +56,7 @@ READY_TIMEOUT_S = 240.0
 SECRET_PASSWORD = "jbd-" + secrets.token_hex(12)
 # The long migrations sleep this long when their connection says so (jbtest.sleep / @jbtest_sleep).
 LONG_SLEEP_S = 600
+SHORT_SLEEP_S = 8
 DAG_IDS = ("jbdeploy_upgrade", "jbdeploy_timeout")
 COMPONENTS_READY = ("scheduler", "triggerer", "dag_processor")
 
@@ -66,8 +67,9 @@ class DeploymentUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Slot:
-    """A target database and its two connections: ``conn_id`` runs the long migration at once,
-    ``sleep_conn_id`` makes it sleep LONG_SLEEP_S (same files, same checksums)."""
+    """A target database and its connections: ``conn_id`` runs the long migration at once,
+    ``sleep_conn_id`` makes it sleep LONG_SLEEP_S, ``short_sleep_conn_id`` SHORT_SLEEP_S (same
+    files, same checksums)."""
 
     name: str
     kind: str  # "postgres" | "mysql"
@@ -83,13 +85,21 @@ class Slot:
         return f"jbd_{self.name}_sleep"
 
     @property
+    def short_sleep_conn_id(self) -> str:
+        return f"jbd_{self.name}_short_sleep"
+
+    @property
     def long_migrations(self) -> str:
         return "long_pg" if self.kind == "postgres" else "long_mysql"
 
     def connections(self) -> dict[str, str]:
-        return {self.conn_id: self._conn(sleep=False), self.sleep_conn_id: self._conn(sleep=True)}
+        return {
+            self.conn_id: self._conn(0),
+            self.sleep_conn_id: self._conn(LONG_SLEEP_S),
+            self.short_sleep_conn_id: self._conn(SHORT_SLEEP_S),
+        }
 
-    def _conn(self, *, sleep: bool) -> str:
+    def _conn(self, sleep: int) -> str:
         extra: dict[str, Any] = {}
         if self.kind == "postgres":
             if self.driver != "psycopg2":
@@ -97,7 +107,7 @@ class Slot:
             if sleep:
                 # No client_connection_check_interval: a statement left running by a killed task
                 # would go on sleeping on the server, as with a default server configuration.
-                extra["options"] = f"-c jbtest.sleep={LONG_SLEEP_S}"
+                extra["options"] = f"-c jbtest.sleep={sleep}"
             return json.dumps(
                 {
                     "conn_type": "postgres",
@@ -110,7 +120,7 @@ class Slot:
                 }
             )
         if sleep:
-            extra["init_command"] = f"SET @jbtest_sleep = {LONG_SLEEP_S}"
+            extra["init_command"] = f"SET @jbtest_sleep = {sleep}"
         return json.dumps(
             {
                 "conn_type": "mysql",
