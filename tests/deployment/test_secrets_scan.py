@@ -40,7 +40,8 @@ def broker_contents(deployment: Deployment) -> str:
     parts: list[Any] = []
     try:
         for key in client.scan_iter():
-            kind = client.type(key).decode()
+            raw: Any = client.type(key)
+            kind = raw.decode() if isinstance(raw, bytes) else str(raw)
             reader = {
                 "string": client.get,
                 "list": lambda k: client.lrange(k, 0, -1),
