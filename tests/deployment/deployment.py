@@ -57,7 +57,7 @@ SECRET_PASSWORD = "jbd-" + secrets.token_hex(12)
 # The long migrations sleep this long when their connection says so (jbtest.sleep / @jbtest_sleep).
 LONG_SLEEP_S = 600
 SHORT_SLEEP_S = 8
-DAG_IDS = ("jbdeploy_upgrade", "jbdeploy_timeout")
+DAG_IDS = ("jbdeploy_upgrade", "jbdeploy_timeout", "jbdeploy_wait", "jbdeploy_wait_short")
 COMPONENTS_READY = ("scheduler", "triggerer", "dag_processor")
 
 
@@ -142,6 +142,8 @@ SLOTS: dict[str, tuple[str, str]] = {
     "kill_mysql": ("mysql", "pymysql"),
     "timeout_psycopg2": ("postgres", "psycopg2"),
     "secrets": ("postgres", "psycopg2"),
+    "sensor": ("postgres", "psycopg2"),
+    "sensor_timeout": ("postgres", "psycopg2"),
 }
 
 
@@ -313,6 +315,8 @@ def _deployment_env(
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+        # A deferred task past its timeout is failed within seconds, not the default 15 s.
+        "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
         # A task set to failed through the API is noticed at the next heartbeat of its supervisor.
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
         # Other sessions may run a deployment at once: no fixed port anywhere.
