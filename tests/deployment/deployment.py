@@ -250,11 +250,11 @@ class Deployment:
                 )
 
     def health(self) -> str:
-        status, payload = self.server.api("GET", "/api/v2/monitor/health", timeout=10)
+        try:
+            status, payload = self.server.api("GET", "/api/v2/monitor/health", timeout=10)
+        except OSError as exc:  # the api-server itself is down: say so, not mask the first error
+            return f"(health: the api-server does not answer: {exc})"
         return f"(health: {status} {payload})"
-
-    def log_files(self) -> list[Path]:
-        return sorted(p for p in self.home.rglob("*") if p.is_file() and p.suffix in (".log", ".json", ""))
 
 
 def _q(value: str) -> str:
