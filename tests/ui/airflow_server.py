@@ -213,20 +213,32 @@ def running_api_server(home: Path, extra_env: Mapping[str, str] | None = None) -
     port = free_loopback_port()
     env = airflow_env(home, port, extra_env)
     migrate(home, env)
-    log_path = home / "api-server.log"
     base_url = f"http://127.0.0.1:{port}"
+    process, log_path = spawn(home, env, "api-server", api_server_argv(port))
+    try:
+        _wait_until_up(base_url, process, log_path)
+        yield AirflowServer(base_url=base_url, home=home, env=env, log_path=log_path)
+    finally:
+        _stop(process)
+
+
+def api_server_argv(port: int) -> list[str]:
+    return [str(AIRFLOW_BIN), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+
+def spawn(
+    home: Path, env: Mapping[str, str], name: str, argv: list[str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start one Airflow component in its own process group, its output in ``home/<name>.log``."""
+    log_path = home / f"{name}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [str(AIRFLOW_BIN), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            env=env,
+            argv,
+            env=dict(env),
             cwd=home,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so _stop reaches the uvicorn workers
+            start_new_session=True,  # its own process group, so _stop reaches its children too
             preexec_fn=_die_with_parent,
         )
-        try:
-            _wait_until_up(base_url, process, log_path)
-            yield AirflowServer(base_url=base_url, home=home, env=env, log_path=log_path)
-        finally:
-            _stop(process)
+    return process, log_path

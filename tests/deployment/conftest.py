@@ -1,0 +1,52 @@
+"""The deployment tier: one real Airflow deployment for the whole session (tests/deployment/deployment.py).
+
+Without the PostgreSQL or Redis server, CI (CI=true) fails; elsewhere the tier is skipped loudly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.deployment.deployment import (
+    Deployment,
+    DeploymentUnavailable,
+    check_servers,
+    running_deployment,
+)
+
+STARTED_IN = pytest.StashKey[float]()
+LAST_MODULE = "test_secrets_scan.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The secrets scan goes last: it scans what every other test of the tier left behind."""
+    last = [item for item in items if item.path.name == LAST_MODULE]
+    if last:
+        items[:] = [item for item in items if item.path.name != LAST_MODULE] + last
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
+    try:
+        check_servers()
+    except DeploymentUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"CI needs {exc}", pytrace=False)
+        message = f"SKIPPING the deployment tier outside CI: {exc}"
+        warnings.warn(message, stacklevel=2)
+        pytest.skip(message)
+    with running_deployment(tmp_path_factory.mktemp("deployment")) as running:
+        request.config.stash[STARTED_IN] = running.started_in_s
+        yield running
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    started = config.stash.get(STARTED_IN, None)
+    if started is not None:
+        terminalreporter.write_line(f"deployment tier: the Airflow deployment started in {started:.1f} s")

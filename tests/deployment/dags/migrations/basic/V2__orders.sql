@@ -1,0 +1,3 @@
+CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT REFERENCES customers (id));
+-- rollback
+DROP TABLE orders;

@@ -1,0 +1,3 @@
+INSERT INTO customers (id, name) VALUES (1, 'Ada');
+-- rollback
+DELETE FROM customers WHERE id = 1;

@@ -1,0 +1,3 @@
+CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(100));
+-- rollback
+DROP TABLE customers;

@@ -1,0 +1,3 @@
+CREATE TABLE first_t (id INT);
+-- rollback
+DROP TABLE first_t;
