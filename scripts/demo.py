@@ -120,6 +120,11 @@ def child() -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # What `airflow dags test` does first: write the DAGs folder to the metadata database. Airflow
+    # 3.1's dag.test() needs the DAG serialized there already; 3.2 and later do it themselves.
+    from airflow.utils.cli import get_bagged_dag
+
+    get_bagged_dag(bundle_names=None, dag_id=DAG_ID)
     dag_run = module.dag.test()
 
     from airflow.models.taskinstance import TaskInstance

@@ -211,6 +211,15 @@ class RunningDag:
         return outcome
 
 
+def _write_dags_to_metadata_db(dag_id: str) -> None:
+    """What ``airflow dags test`` does before ``dag.test()``: parse the dags folder and write its DAGs
+    to the metadata database. Airflow 3.1's ``dag.test()`` refuses a DAG that is not serialized there
+    yet ("the dag is not serialized"); from 3.2 on it does this itself, and doing it twice is a no-op."""
+    from airflow.utils.cli import get_bagged_dag
+
+    get_bagged_dag(bundle_names=None, dag_id=dag_id)
+
+
 def _run_in_subprocess(dag_file: str, dag_id: str, conf_json: str) -> None:
     """Import the DAG file (not as __main__, so its own dag.test() guard stays off) and test it."""
     import importlib.util
@@ -226,6 +235,7 @@ def _run_in_subprocess(dag_file: str, dag_id: str, conf_json: str) -> None:
         for value in vars(module).values()
         if getattr(value, "dag_id", None) == dag_id and hasattr(value, "test")
     )
+    _write_dags_to_metadata_db(dag_id)
     dag_run = dag.test(run_conf=json.loads(conf_json) or None)
 
     from airflow.models.asset import AssetEvent, AssetModel

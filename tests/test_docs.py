@@ -432,7 +432,40 @@ def test_readme_links_and_commands() -> None:
         assert f"make {command}" in readme and re.search(rf"^{command}:", makefile, re.MULTILINE)
     import airflow
 
-    assert f"| Apache Airflow | {airflow.__version__} (whole suite, in CI) |" in readme
+    assert f"| Apache Airflow | {airflow.__version__} (whole suite, in CI)" in readme
+
+
+def _make_variable(name: str) -> list[str]:
+    """The words of ``NAME := ...`` in the Makefile (continuation lines joined)."""
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    match = re.search(rf"^{name} := (.*)$", makefile, re.MULTILINE)
+    assert match, f"Makefile has no {name}"
+    return match[1].split()
+
+
+def test_compatibility_table_and_airflow_versions_list_exactly_the_legs_ci_runs() -> None:
+    """README's Airflow row and getting-started's "Airflow versions" name each Airflow that .ci/run
+    tests, read from the Makefile, so the docs cannot claim a leg CI does not run, or miss one."""
+    ci_run = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in ci_run.splitlines() if line.strip().startswith("make ")]
+    assert commands == ["make test", "make test-airflow-matrix"]
+    legs = _make_variable("AIRFLOW_LEGS")
+    assert legs, "AIRFLOW_LEGS is empty"
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| Apache Airflow |"))
+    tested = row.split(" | ")[1]
+    section = (DOCS / "getting-started.md").read_text().split("### Airflow versions", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    for leg in legs:
+        assert f"{leg} (Airflow-facing tests, in CI)" in tested, leg
+        assert f"- Airflow {leg} (in CI, `make test-airflow AIRFLOW={leg}`)" in section, leg
+    versions_named = set(re.findall(r"\b3\.\d+\.\d+\b", tested))
+    import airflow
+
+    assert versions_named == {airflow.__version__, *legs}
+    # The section names every test file the legs run.
+    for path in _make_variable("AIRFLOW_TESTS"):
+        assert f"`{Path(path).name}`" in section, path
 
 
 # ------------------------------------------------------------------------------------ XCom shapes

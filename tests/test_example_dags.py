@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
@@ -39,6 +40,13 @@ def _run(home: AirflowHome, name: str, url: URL, run_conf: dict[str, object] | N
     return outcome
 
 
+@pytest.mark.xfail(
+    not AIRFLOW_V_3_2_PLUS,
+    reason="Airflow 3.1.0's dag.test() records no asset event added through an outlet alias: the task "
+    "succeeds and adds the event (test_operators checks that on 3.1 too), but neither the asset nor the "
+    "event reaches the metadata database; 3.2.2 and 3.3.2 record it",
+    strict=True,
+)
 @pytest.mark.parametrize("kind", KINDS)
 def test_migrate_before_etl(kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome) -> None:
     url = _url(kind, request)

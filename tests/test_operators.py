@@ -526,13 +526,11 @@ def _heavy_modules_after(imports: str) -> set[str]:
 
 def test_importing_operator_sensor_trigger_modules_stays_cheap() -> None:
     # `import airflow` itself loads cryptography and sqlalchemy.dialects.postgresql (its ORM and
-    # Fernet), so those are measured against that baseline; drivers and jetbase's CLI never load.
+    # Fernet), and on Airflow 3.1 psycopg2 too (through SQLAlchemy-Utils), so what counts is what the
+    # provider's modules add to that baseline: no driver, no jetbase CLI, nothing of HEAVY_MODULES.
     baseline = _heavy_modules_after("import airflow, airflow.sdk, airflow.triggers.base")
     ours = _heavy_modules_after(
         "import airflow_provider_jetbase.operators.jetbase, airflow_provider_jetbase.sensors.jetbase, "
         "airflow_provider_jetbase.triggers.jetbase"
     )
-    assert ours - baseline == set()
-    assert ours.isdisjoint(
-        {"psycopg2", "pymysql", "snowflake", "databricks", "jetbase.cli", "jetbase.commands"}
-    )
+    assert ours - baseline == set(), f"the provider's task modules load {ours - baseline}"
