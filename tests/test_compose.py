@@ -31,7 +31,10 @@ AIRFLOW_SERVICES = {
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
+    "airflow-worker-1": "celery",
+    "airflow-worker-2": "celery",
 }
+BROKER = "redis"
 TARGET = "postgres-target"
 METADATA = "postgres-metadata"
 
@@ -87,8 +90,9 @@ def test_docker_compose_client_validates_the_file() -> None:
 # ---------------------------------------------------------------------------------- schema check
 def check_structure(data: dict[str, Any], resolved_paths: bool = False) -> None:
     services = data["services"]
-    expected = set(AIRFLOW_SERVICES) | {"airflow-init", TARGET, METADATA}
+    expected = set(AIRFLOW_SERVICES) | {"airflow-init", TARGET, METADATA, BROKER}
     assert expected <= set(services), f"missing services: {sorted(expected - set(services))}"
+    assert "healthcheck" in services[BROKER], f"{BROKER} needs a healthcheck for depends_on"
 
     # Two separate PostgreSQL servers: Airflow's metadata and the migration target.
     for name in (METADATA, TARGET):
@@ -108,10 +112,13 @@ def check_structure(data: dict[str, Any], resolved_paths: bool = False) -> None:
         context = context if context.is_absolute() else ROOT / context
         assert context.resolve() == ROOT, f"{name}: build context must be the project root"
         assert (context / dockerfile).is_file(), f"{name}: {dockerfile} does not exist"
-        # Metadata DB on the metadata server, LocalExecutor, no Airflow examples.
+        # Metadata DB on the metadata server, CeleryExecutor, no Airflow examples.
         sql_conn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         assert f"@{METADATA}:" in sql_conn, name
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        # CeleryExecutor on the stack's Redis, results in the metadata database (as the deployment tier).
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith(f"redis://{BROKER}:"), name
+        assert f"@{METADATA}:" in env["AIRFLOW__CELERY__RESULT_BACKEND"], name
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false"
         # Connections point at the target server, never at the metadata one.
         conns = conn_vars(env)
