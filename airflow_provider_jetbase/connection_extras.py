@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from airflow_provider_jetbase.booleans import FALSE_WORDS
+
 IGNORE_EXTRAS_KEY = "jetbase_ignore_extras"
 
 
@@ -33,7 +35,10 @@ def is_set(value: Any) -> bool:
 def is_true(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() not in {"", "false", "0", "no", "off", "f", "n", "none", "null"}
+    # Anything but a false word or an empty value counts as set: a refusal must not be dodged by
+    # spelling "true" differently.
+    text = str(value).strip().lower()
+    return not (text in FALSE_WORDS or text in {"", "none", "null"})
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from urllib.parse import quote_plus
 
 from sqlalchemy.engine import URL, make_url
 
+from airflow_provider_jetbase.booleans import parse_bool_word
 from airflow_provider_jetbase.connection_extras import (
     CLICKHOUSE_EXTRAS,
     DATABRICKS_EXTRAS,
@@ -135,12 +136,10 @@ class _Reader:
         value = self.get(name)
         if value is None or isinstance(value, bool):
             return value
-        text = str(value).strip().lower()
-        if text in {"true", "1", "yes", "on", "t", "y"}:
-            return True
-        if text in {"false", "0", "no", "off", "f", "n"}:
-            return False
-        raise self.error(name, f"expected a boolean (true/false), got {value!r}")
+        parsed = parse_bool_word(str(value))
+        if parsed is None:
+            raise self.error(name, f"expected a boolean (true/false), got {value!r}")
+        return parsed
 
     def get_int(self, name: str) -> int | None:
         value = self.get(name)

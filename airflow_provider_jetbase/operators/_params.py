@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_jetbase.booleans import parse_bool_word
 from airflow_provider_jetbase.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
 # What an unset param renders to: `{{ params.count }}` with a None default gives "None".
 _EMPTY_STRINGS = {"", "none", "null"}
-_TRUE_STRINGS = {"true", "1", "yes", "y", "on"}
-_FALSE_STRINGS = {"false", "0", "no", "n", "off"}
 _ASCII_INT_RE = re.compile(r"^\+?[0-9]+$", re.ASCII)
 
 
@@ -84,10 +83,10 @@ def to_bool(name: str, value: Any) -> bool:
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE_STRINGS:
-            return True
-        if lowered in _FALSE_STRINGS or lowered in _EMPTY_STRINGS:
+        parsed = parse_bool_word(value)
+        if parsed is not None:
+            return parsed
+        if value.strip().lower() in _EMPTY_STRINGS:
             return False
     raise ParameterError(f"Parameter '{name}' must be a boolean (true/false), got {value!r}")
 
