@@ -205,11 +205,15 @@ def test_folder_is_a_file(base: Baseline, tmp_path: Path) -> None:
     base.unchanged("upgrade from a file instead of a folder")
 
 
+# Imports first, as root (the checkout and its virtualenv may be root-only), then drop to nobody.
 _READ_FOLDER = """
-import logging, sys
+import logging, os, sys
 from pathlib import Path
 from airflow_provider_jetbase.migration.errors import MigrationFileError
 from airflow_provider_jetbase.migration.files import discover
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
 try:
     discover(Path(sys.argv[1]), logging.getLogger("unreadable"))
 except MigrationFileError as exc:
@@ -223,7 +227,7 @@ else:
 def test_unreadable_folder(base: Baseline, where: str) -> None:
     """chmod 000 cannot stop root, and CI runs as root: there the folder is read by the engine's folder
     reader (what every command reads first, before touching the database) in a child process that
-    drops to the unprivileged user ``nobody``."""
+    drops to the unprivileged user ``nobody`` after its imports."""
     base.add("V2__two.sql", "CREATE TABLE two (id INT);")
     (base.folder / "sub").mkdir()
     (base.folder / "sub" / "V3__three.sql").write_text("CREATE TABLE three (id INT);")
@@ -244,9 +248,8 @@ def test_unreadable_folder(base: Baseline, where: str) -> None:
         shutil.copytree(base.folder, folder)
         locked = folder if where == "folder" else folder / "sub"
         locked.chmod(0)
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         child = subprocess.run(
-            [*as_nobody, sys.executable, "-c", _READ_FOLDER, str(folder)],
+            [sys.executable, "-c", _READ_FOLDER, str(folder)],
             capture_output=True,
             text=True,
             timeout=120,
