@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy.engine import URL, make_url
@@ -22,15 +22,19 @@ from tests import dbs
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def unavailable(ci_message: str, skip_message: str) -> NoReturn:
+    """What a test does without something it needs: fail in CI, skip loudly (a warning) outside."""
+    if IN_CI:
+        pytest.fail(ci_message, pytrace=False)
+    warnings.warn(skip_message, stacklevel=3)
+    pytest.skip(skip_message)
+
+
 def _require_server(kind: str) -> None:
     try:
         dbs.check_server(kind)
     except dbs.ServerUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs {exc}", pytrace=False)
-        message = f"SKIPPING a real-{kind} test outside CI: {exc}"
-        warnings.warn(message, stacklevel=2)
-        pytest.skip(message)
+        unavailable(f"CI needs {exc}", f"SKIPPING a real-{kind} test outside CI: {exc}")
 
 
 def require_module(name: str) -> Any:
@@ -38,11 +42,10 @@ def require_module(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs the module {name!r} (from the test extra): {exc}", pytrace=False)
-        message = f"SKIPPING outside CI: module {name!r} cannot be imported ({exc})"
-        warnings.warn(message, stacklevel=2)
-        pytest.skip(message)
+        unavailable(
+            f"CI needs the module {name!r} (from the test extra): {exc}",
+            f"SKIPPING outside CI: module {name!r} cannot be imported ({exc})",
+        )
 
 
 @pytest.fixture

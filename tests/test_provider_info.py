@@ -211,8 +211,8 @@ def test_providers_manager_reads_the_connection_form(discovered: dict[str, Any])
     )
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason="ProvidersManagerTaskRuntime is new in Airflow 3.2")
 def test_task_runtime_providers_manager_resolves_the_hook(tmp_path: Path) -> None:
-    pytest.importorskip("airflow.sdk.providers_manager_runtime")
     out = _run_python(
         """
         from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime

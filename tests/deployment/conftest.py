@@ -5,12 +5,11 @@ Without the PostgreSQL or Redis server, CI (CI=true) fails; elsewhere the tier i
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 from tests.deployment.deployment import (
     Deployment,
     DeploymentUnavailable,
@@ -36,11 +35,7 @@ def deployment(
     try:
         check_servers()
     except DeploymentUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs {exc}", pytrace=False)
-        message = f"SKIPPING the deployment tier outside CI: {exc}"
-        warnings.warn(message, stacklevel=2)
-        pytest.skip(message)
+        unavailable(f"CI needs {exc}", f"SKIPPING the deployment tier outside CI: {exc}")
     with running_deployment(tmp_path_factory.mktemp("deployment")) as running:
         request.config.stash[STARTED_IN] = running.started_in_s
         yield running

@@ -15,16 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from airflow_provider_jetbase.migration import Migrator
 from airflow_provider_jetbase.migration.lock import parse_process_id
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 from tests.jetbase_cli import applied_versions, write_migration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,11 +78,10 @@ def _require_unshare() -> None:
             reason = f"unshare --pid failed: {probe.stderr.strip()}"
     if reason is None:
         return
-    if IN_CI:
-        pytest.fail(f"CI needs PID namespaces for this test: {reason}", pytrace=False)
-    message = f"SKIPPING the PID-namespace lock test outside CI: {reason}"
-    warnings.warn(message, stacklevel=2)
-    pytest.skip(message)
+    unavailable(
+        f"CI needs PID namespaces for this test: {reason}",
+        f"SKIPPING the PID-namespace lock test outside CI: {reason}",
+    )
 
 
 def _in_new_pid_namespace(script: str, *args: str, pad_pids: int = 0) -> list[str]:
