@@ -47,6 +47,8 @@ from tests.ui.airflow_server import (
 
 HERE = Path(__file__).resolve().parent
 DAGS_SOURCE = HERE / "dags"
+# The project's example DAGs, deployed unchanged next to the tier's own DAGs (dags/examples/).
+EXAMPLES_SOURCE = HERE.parents[1] / "example_dags"
 REDIS_HOST = os.environ.get("JETBASE_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("JETBASE_TEST_REDIS_PORT", "6379"))
 REDIS_CLAIM_KEY = "jbtest:deployment"
@@ -57,7 +59,20 @@ SECRET_PASSWORD = "jbd-" + secrets.token_hex(12)
 # The long migrations sleep this long when their connection says so (jbtest.sleep / @jbtest_sleep).
 LONG_SLEEP_S = 600
 SHORT_SLEEP_S = 8
-DAG_IDS = ("jbdeploy_upgrade", "jbdeploy_timeout", "jbdeploy_wait", "jbdeploy_wait_short")
+EXAMPLE_DAG_IDS = (
+    "example_jetbase_migrate_before_etl",
+    "example_jetbase_rollback",
+    "example_jetbase_wait_for_version",
+    "example_jetbase_drift_check",
+)
+DAG_IDS = (
+    "jbdeploy_upgrade",
+    "jbdeploy_timeout",
+    "jbdeploy_wait",
+    "jbdeploy_wait_short",
+    "jbdeploy_after_schema_change",
+    *EXAMPLE_DAG_IDS,
+)
 COMPONENTS_READY = ("scheduler", "triggerer", "dag_processor")
 
 
@@ -94,12 +109,13 @@ class Slot:
 
     def connections(self) -> dict[str, str]:
         return {
-            self.conn_id: self._conn(0),
-            self.sleep_conn_id: self._conn(LONG_SLEEP_S),
-            self.short_sleep_conn_id: self._conn(SHORT_SLEEP_S),
+            self.conn_id: self.connection(),
+            self.sleep_conn_id: self.connection(LONG_SLEEP_S),
+            self.short_sleep_conn_id: self.connection(SHORT_SLEEP_S),
         }
 
-    def _conn(self, sleep: int) -> str:
+    def connection(self, sleep: int = 0) -> str:
+        """The Airflow connection (JSON form of ``AIRFLOW_CONN_*``) to this slot's database."""
         extra: dict[str, Any] = {}
         if self.kind == "postgres":
             if self.driver != "psycopg2":
@@ -144,6 +160,19 @@ SLOTS: dict[str, tuple[str, str]] = {
     "secrets": ("postgres", "psycopg2"),
     "sensor": ("postgres", "psycopg2"),
     "sensor_timeout": ("postgres", "psycopg2"),
+    "timeout_mysql": ("mysql", "pymysql"),
+    "ex_demo": ("postgres", "psycopg2"),
+    "ex_rollback": ("mysql", "pymysql"),
+    "ex_wait": ("postgres", "psycopg2"),
+    "ex_drift": ("postgres", "psycopg2"),
+}
+# The connection ids the example DAGs use, each to a slot of its own (no extra: the examples run as
+# a user copies them).
+EXAMPLE_CONNECTIONS: dict[str, str] = {
+    "jetbase_demo": "ex_demo",
+    "jetbase_rollback_demo": "ex_rollback",
+    "jetbase_wait_demo": "ex_wait",
+    "jetbase_drift_demo": "ex_drift",
 }
 
 
@@ -327,6 +356,8 @@ def _deployment_env(
     for slot in slots.values():
         for conn_id, value in slot.connections().items():
             extra[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+    for conn_id, slot_name in EXAMPLE_CONNECTIONS.items():
+        extra[f"AIRFLOW_CONN_{conn_id.upper()}"] = slots[slot_name].connection()
     return airflow_env(home, port, extra)
 
 
@@ -337,6 +368,7 @@ def running_deployment(home: Path) -> Iterator[Deployment]:
     started = time.monotonic()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copytree(DAGS_SOURCE, home / "dags", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(EXAMPLES_SOURCE, home / "dags" / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     with contextlib.ExitStack() as stack:
         metadata_url = stack.enter_context(dbs.fresh_database("postgres"))
         redis_db = stack.enter_context(redis_database())

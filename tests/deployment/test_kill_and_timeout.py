@@ -71,8 +71,11 @@ def test_failing_a_running_task_through_the_api_cancels_the_statement_and_the_cl
     assert state["versions"] == ["1", "2"] and not state["locked"], state
 
 
-def test_execution_timeout_cancels_the_long_statement_and_frees_the_lock(deployment: Deployment) -> None:
-    slot = deployment.slots["timeout_psycopg2"]
+@pytest.mark.parametrize("slot_name", ["timeout_psycopg2", "timeout_mysql"])
+def test_execution_timeout_cancels_the_long_statement_and_frees_the_lock(
+    deployment: Deployment, slot_name: str
+) -> None:
+    slot = deployment.slots[slot_name]
     dag_id = "jbdeploy_timeout"
     run_id = deployment.trigger(dag_id, {"conn_id": slot.sleep_conn_id, "migrations": slot.long_migrations})
     wait_sleeping(deployment, slot, dag_id, run_id)
