@@ -160,6 +160,7 @@ SLOTS: dict[str, tuple[str, str]] = {
     "secrets": ("postgres", "psycopg2"),
     "sensor": ("postgres", "psycopg2"),
     "sensor_timeout": ("postgres", "psycopg2"),
+    "timeout_psycopg": ("postgres", "psycopg"),
     "timeout_mysql": ("mysql", "pymysql"),
     "ex_demo": ("postgres", "psycopg2"),
     "ex_rollback": ("mysql", "pymysql"),

@@ -71,7 +71,7 @@ def test_failing_a_running_task_through_the_api_cancels_the_statement_and_the_cl
     assert state["versions"] == ["1", "2"] and not state["locked"], state
 
 
-@pytest.mark.parametrize("slot_name", ["timeout_psycopg2", "timeout_mysql"])
+@pytest.mark.parametrize("slot_name", ["timeout_psycopg2", "timeout_psycopg", "timeout_mysql"])
 def test_execution_timeout_cancels_the_long_statement_and_frees_the_lock(
     deployment: Deployment, slot_name: str
 ) -> None:
