@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from airflow_provider_jetbase import get_provider_info
+from tests.conftest import unavailable
 from tests.ui.airflow_server import AirflowServer, running_api_server
 from tests.ui.browser import CHROMIUM, SUMMARY_LINES, chromium_context, publish_screenshots
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.ui
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Distinctive, so a leak anywhere on the page or in the API answer is unambiguous.
 WRONG_PASSWORD = "Wr0ng-Pa55-7f3c9e2a-do-not-leak"
@@ -49,16 +49,14 @@ JETBASE_DIALECTS = ("postgresql", "mysql", "sqlite", "snowflake", "databricks", 
 def _require_ui_tools() -> None:
     missing = []
     if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (make ui-deps: apt-get install -y chromium)")
+        missing.append(f"{CHROMIUM} (`make ui-deps`, as root: apt-get install -y chromium)")
     try:
         import playwright  # noqa: F401
     except ImportError:
         missing.append('the playwright Python package (pip install -e ".[test]")')
     if missing:
         message = "UI test needs " + " and ".join(missing)
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        unavailable(message, f"SKIPPING the UI test outside CI: {message}")
 
 
 def _jetbase_conn_type() -> dict[str, Any]:
