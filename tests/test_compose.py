@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,11 @@ def _compose_client() -> list[str] | None:
 def test_docker_compose_client_validates_the_file() -> None:
     client = _compose_client()
     if client is None:
-        pytest.skip("no docker compose client installed; test_compose_structure checks the file instead")
+        # Not unavailable(): this machine kind ships the docker CLI without its compose plugin, in CI
+        # too, so a failure here would only say that. Loud, and the structure check still runs.
+        message = "SKIPPING: no docker compose client; test_compose_structure checks the file instead"
+        warnings.warn(message, stacklevel=1)
+        pytest.skip(message)
     # `config` parses, interpolates and validates the file without contacting a Docker engine.
     proc = subprocess.run(
         [*client, "-f", str(COMPOSE), "config"], capture_output=True, text=True, check=False, cwd=ROOT
