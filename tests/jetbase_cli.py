@@ -255,6 +255,10 @@ def applied_versions(engine: Engine) -> list[str]:
     return [row[0] for row in version_rows(engine, include_order=False) if row[3] == "VERSIONED"]
 
 
+# What lock_row() returns for a free lock: the one shape every test compares with.
+LOCK_FREE: tuple[bool, bool, str | None] = (False, False, None)
+
+
 def lock_row(engine: Engine) -> tuple[bool, bool, str | None] | None:
     """(is_locked, locked_at is set, process_id) of the single lock row, None without the table."""
     if not table_exists(engine, "jetbase_lock"):

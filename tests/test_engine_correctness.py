@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL
 
 from tests.jetbase_cli import (
+    LOCK_FREE,
     PROVIDER_TABLES,
     JetbaseProject,
     StatementGate,
@@ -254,7 +255,7 @@ def test_invalid_count_is_an_error(
             call()
         assert "count" in str(caught.value)
         assert version_rows(engine) == before
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_count_and_to_version_together_is_an_error(
@@ -335,7 +336,7 @@ def test_racer_that_waited_finds_nothing_to_do(
     assert [r.filename for r in outcomes["first"].applied] == ["V1__gated.sql", "V2__create_t2.sql"]
     assert outcomes["second"].applied == ()
     assert applied_versions(first_engine) == ["1", "2"]
-    assert lock_row(first_engine) == (False, False, None)
+    assert lock_row(first_engine) == LOCK_FREE
 
 
 def test_rollback_racer_decides_under_the_lock(
@@ -459,7 +460,7 @@ def test_killed_engine_lock_is_proven_dead_but_a_cli_lock_is_never_taken_over(
         engine, project.migrations_dir, lock_timeout=300.0, lock_poll_interval=0.1, stale_lock_after=3600.0
     ).upgrade()
     assert [r.filename for r in result.applied] == ["V1__killed_here.sql", "V2__create_t2.sql"]
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE
 
     # A lock written by the CLI (a random uuid4, no pid) is never presumed dead by that rule.
     cli_holder = str(uuid.uuid4())
@@ -509,7 +510,7 @@ def test_failing_migration_leaves_nothing_behind(
     assert re.search(r"statement\D{0,3}2\b", message, re.IGNORECASE), message
     assert [r.filename for r in error.applied] == ["V1__create_t1.sql"]
     assert applied_versions(engine) == ["1"]
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE
     assert not table_exists(engine, "t3")
     if engine.dialect.name == "mysql":
         # DDL commits implicitly there: the error must say the database may hold part of the file.

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 
 from tests import dbs
 from tests.jetbase_cli import (
+    LOCK_FREE,
     LOCK_HELD_MESSAGE,
     PROVIDER_TABLES,
     JetbaseProject,
@@ -354,7 +355,7 @@ def test_cli_and_engine_take_turns(
         ]
         pair.cli_both(lambda p: p.upgrade(), "8: CLI re-applies")
     assert applied_versions(pair.engine_a) == ["1", "1.1", "1.2", "2", "2.1", "10"]
-    assert lock_row(pair.engine_a) == (False, False, None)
+    assert lock_row(pair.engine_a) == LOCK_FREE
 
 
 def test_validation_findings_agree_with_the_cli(
@@ -511,7 +512,7 @@ def test_engine_holds_lock_cli_upgrade_fails(
     assert "error" not in outcome, outcome.get("error")
     assert [r.filename for r in outcome["result"].applied] == ["V1__gate.sql"]
     assert applied_versions(engine) == ["1"]
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE
     # Now the CLI can continue.
     project.upgrade().assert_ok()
     assert applied_versions(engine) == ["1", "2"]
@@ -579,7 +580,7 @@ def test_cli_lock_makes_engine_wait_then_time_out(
 
     # Our unlock clears the CLI's lock exactly as `jetbase unlock` would; then both can run again.
     migrator.unlock()
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE
     assert "Status: UNLOCKED" in " ".join(project.run("lock-status").assert_ok().messages)
     assert [r.filename for r in migrator.upgrade().applied] == ["V2__second.sql"]
 
@@ -615,7 +616,7 @@ def test_engine_waits_for_cli_lock_and_proceeds_when_released(
         helper.join()
     assert [r.filename for r in result.applied] == ["V2__second.sql"]
     assert applied_versions(engine) == ["1", "2"]
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_interrupted_engine_leaves_the_lock_free_for_the_cli(
@@ -645,7 +646,7 @@ def test_interrupted_engine_leaves_the_lock_free_for_the_cli(
         new_migrator(engine, project.migrations_dir).upgrade()
     event.remove(engine, "before_cursor_execute", interrupt)
 
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE
     assert provider_lock_owner_rows(engine) == 0
     assert applied_versions(engine) == ["1"]
     project.upgrade().assert_ok()
@@ -752,4 +753,4 @@ def test_engine_waits_for_a_running_cli_upgrade_then_finds_nothing_to_do(
     assert "error" not in outcome, outcome.get("error")
     assert outcome["result"].applied == (), "the engine re-planned from a stale read"
     assert applied_versions(engine) == ["1", "2"]
-    assert lock_row(engine) == (False, False, None)
+    assert lock_row(engine) == LOCK_FREE

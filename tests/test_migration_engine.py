@@ -30,6 +30,7 @@ from airflow_provider_jetbase.migration import (
     VersionNotFoundError,
     fetch_current_version,
 )
+from tests.jetbase_cli import LOCK_FREE, lock_row
 
 # ------------------------------------------------------------------ helpers
 
@@ -89,12 +90,6 @@ def versions(engine: Engine) -> list[str]:
     return [r[0] for r in rows(engine) if r[3] == "VERSIONED"]
 
 
-def lock_row(engine: Engine) -> tuple[bool, str | None]:
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")).one()
-    return bool(row[0]), row[1]
-
-
 def jetbase_checksum(path: Path) -> str:
     return calculate_checksum(parse_upgrade_statements(file_path=str(path)))
 
@@ -149,7 +144,7 @@ def test_upgrade_status_rollback_in_version_order(
     back = migrator.rollback(to_version="1_1")
     assert [r.version for r in back.rolled_back] == ["2.0.1", "1.2"]
     assert versions(engine) == ["1", "1.1"] and migrator.current() == "1.1"
-    assert lock_row(engine) == (False, None)
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_count_to_version_and_dry_run(db_url: URL, folder: Path, engines: Callable[..., Engine]) -> None:
@@ -210,7 +205,7 @@ def test_argument_errors(sqlite_url: URL, folder: Path, engines: Callable[..., E
     assert not tables(engine)
     with pytest.raises(VersionNotFoundError, match="to_version 7 has no migration file"):
         migrator.upgrade(to_version="7")
-    assert versions(engine) == [] and lock_row(engine) == (False, None)
+    assert versions(engine) == [] and lock_row(engine) == LOCK_FREE
     migrator.upgrade(count=1)
     with pytest.raises(VersionNotFoundError, match="version 2: it has a file but has not been applied"):
         migrator.rollback(to_version="2")
@@ -236,7 +231,7 @@ def test_rollback_errors_come_before_anything_runs(
     (folder / "V3__create_r3.sql").unlink()
     with pytest.raises(MigrationFileError, match=r"version 3: its file \(V3__create_r3.sql\) is missing"):
         migrator.rollback(dry_run=True)
-    assert versions(engine) == ["1", "2", "3"] and lock_row(engine) == (False, None)
+    assert versions(engine) == ["1", "2", "3"] and lock_row(engine) == LOCK_FREE
 
 
 def test_rollback_touches_only_applied_versions(
@@ -272,7 +267,7 @@ def test_validation_errors_and_skips(db_url: URL, folder: Path, engines: Callabl
         migrator.upgrade()
     assert [f.kind for f in caught.value.report.findings] == ["out_of_order"]
     assert [f.kind for f in migrator.validate().findings] == ["out_of_order"]
-    assert versions(engine) == ["1", "3"] and lock_row(engine) == (False, None)
+    assert versions(engine) == ["1", "3"] and lock_row(engine) == LOCK_FREE
 
     # changed checksum of an applied file
     write(
@@ -455,7 +450,7 @@ def test_failing_migration_leaves_nothing_of_itself(
     assert [r.filename for r in error.applied] == ["V1__create_f1.sql", "V2__create_f2.sql"]
     assert versions(engine) == ["1", "2"]
     assert {"f1", "f2"} <= tables(engine) and not {"f3", "f4", "f5"} & tables(engine)
-    assert lock_row(engine) == (False, None)
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_mariadb_failure_says_the_file_may_be_partly_applied(
@@ -471,7 +466,7 @@ def test_mariadb_failure_says_the_file_may_be_partly_applied(
     )
     assert "statement 2 of 2" in message and "no_such_table" in message
     assert versions(engine) == ["1", "2"] and "f3" in tables(engine)  # the implicit DDL commit
-    assert lock_row(engine) == (False, None)
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_keyboard_interrupt_mid_migration_releases_the_lock(
@@ -490,7 +485,7 @@ def test_keyboard_interrupt_mid_migration_releases_the_lock(
         Migrator(engine, folder).upgrade()
     event.remove(engine, "before_cursor_execute", interrupt)
     assert versions(engine) == ["1"] and "k2" not in tables(engine)
-    assert lock_row(engine) == (False, None)
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_sqlite_recipe_is_applied_once(sqlite_url: URL, folder: Path, engines: Callable[..., Engine]) -> None:
@@ -532,7 +527,7 @@ def test_hazard_warnings_and_strict_mode(
         Migrator(engine, folder, strict=True).upgrade()
     assert len(caught.value.hazards) == 1
     assert tables(engine) <= {"jetbase_migrations", "jetbase_lock"}
-    assert versions(engine) == [] and lock_row(engine) == (False, None)
+    assert versions(engine) == [] and lock_row(engine) == LOCK_FREE
     dry = Migrator(engine, folder).upgrade(dry_run=True)
     assert any("V1__hazard.sql line 2" in w and "silently drops" in w for w in dry.warnings)
     real = Migrator(engine, folder).upgrade()
@@ -547,7 +542,11 @@ def _hold_lock_like_the_cli(engine: Engine) -> str:
     process_id = str(uuid.uuid4())
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE jetbase_lock SET is_locked = TRUE, process_id = :p WHERE id = 1"), {"p": process_id}
+            text(
+                "UPDATE jetbase_lock SET is_locked = TRUE, locked_at = CURRENT_TIMESTAMP, process_id = :p "
+                "WHERE id = 1"
+            ),
+            {"p": process_id},
         )
     return process_id
 
@@ -568,9 +567,9 @@ def test_lock_timeout_says_who_holds_it_and_how_to_unlock(
     message = str(caught.value)
     assert process_id in message and "since" in message and "jetbase unlock" in message
     assert "Migrator(engine, migrations_dir).unlock()" in message and "probably the jetbase CLI" in message
-    assert versions(engine) == ["1"] and lock_row(engine) == (True, process_id)
+    assert versions(engine) == ["1"] and lock_row(engine) == (True, True, process_id)
     migrator.unlock()
-    assert lock_row(engine) == (False, None)
+    assert lock_row(engine) == LOCK_FREE
     assert [r.version for r in migrator.upgrade().applied] == ["2"]
 
 
@@ -602,7 +601,7 @@ def test_lock_holder_is_named_to_waiters(
         r.getMessage() for r in caplog.records if "Acquired the Jetbase migration lock" in r.getMessage()
     ]
     assert any(process_id in m and "owner dag=d task=t run=r1" in m for m in acquired), acquired
-    assert lock_row(engine) == (False, None) and versions(engine) == ["1"]
+    assert lock_row(engine) == LOCK_FREE and versions(engine) == ["1"]
     assert tables(engine) == {"jetbase_migrations", "jetbase_lock"}  # no table of ours
 
 
@@ -677,7 +676,7 @@ def test_two_migrators_at_once_apply_each_migration_once(
     assert applied == [0, 3]
     assert any("Waiting up to" in m for m in logs[0] + logs[1])
     engine = engines(postgres_url)
-    assert versions(engine) == ["1", "2", "3"] and lock_row(engine) == (False, None)
+    assert versions(engine) == ["1", "2", "3"] and lock_row(engine) == LOCK_FREE
 
 
 def test_stale_lock_of_a_dead_local_process_is_taken_over(
@@ -705,7 +704,7 @@ def test_stale_lock_of_a_dead_local_process_is_taken_over(
     assert [r.version for r in result.applied] == ["2"]
     assert any("TAKING OVER A STALE JETBASE LOCK" in r.getMessage() and "no longer running" in r.getMessage()
                for r in caplog.records)  # fmt: skip
-    assert lock_row(engine) == (False, None)
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_stale_lock_by_age(sqlite_url: URL, folder: Path, engines: Callable[..., Engine]) -> None:
@@ -717,7 +716,7 @@ def test_stale_lock_by_age(sqlite_url: URL, folder: Path, engines: Callable[...,
         conn.execute(text("UPDATE jetbase_lock SET locked_at = '2020-01-01 00:00:00.000' WHERE id = 1"))
     table_file(folder, "2", "a2")
     result = Migrator(engine, folder, lock_timeout=5, stale_lock_after=60).upgrade()
-    assert [r.version for r in result.applied] == ["2"] and lock_row(engine) == (False, None)
+    assert [r.version for r in result.applied] == ["2"] and lock_row(engine) == LOCK_FREE
 
 
 # ------------------------------------------------------------------ state helpers, time zones

@@ -21,7 +21,7 @@ from airflow_provider_jetbase.migration import Migrator
 from airflow_provider_jetbase.migration.errors import LockAcquireUnknownError, MigrationExecutionError
 from tests import dbs
 from tests.faults import FaultProxy
-from tests.jetbase_cli import write_migration
+from tests.jetbase_cli import LOCK_FREE, lock_row, write_migration
 
 # V2 is DML only, so that on MariaDB too its transaction is all or nothing (DDL commits implicitly).
 V2_STATEMENT = "INSERT INTO items VALUES (2)"
@@ -70,13 +70,6 @@ def _items(engine: Engine) -> list[int]:
         return sorted(conn.execute(text("SELECT id FROM items")).scalars().all())
 
 
-def _lock_row(engine: Engine) -> tuple[bool, str | None]:
-    # As the jetbase CLI reads it.
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")).one()
-    return bool(row.is_locked), row.process_id
-
-
 def _migrator(target: Target, folder: Path) -> Migrator:
     return Migrator(target.engine, folder, lock_timeout=30.0, lock_poll_interval=0.2)
 
@@ -102,7 +95,7 @@ def test_upgrade_lost_commit_reply_reports_the_file_applied(target: Target, tmp_
     # The real server: V2 and its row are committed, V3 never ran, and the lock was released.
     assert _versions(target.direct) == ["1", "2"]
     assert _items(target.direct) == [2]
-    assert _lock_row(target.direct) == (False, None)
+    assert lock_row(target.direct) == LOCK_FREE
 
     again = _migrator(target, folder).upgrade()
 
@@ -132,7 +125,7 @@ def test_upgrade_commit_never_delivered_reports_the_file_not_applied(target: Tar
     assert error.partial == may_remain
     assert _versions(target.direct) == ["1"]
     assert _items(target.direct) == []  # the server rolled V2's transaction back
-    assert _lock_row(target.direct) == (False, None)
+    assert lock_row(target.direct) == LOCK_FREE
 
     again = _migrator(target, folder).upgrade()
 
@@ -158,7 +151,7 @@ def test_rollback_lost_commit_reply_reports_the_rollback_committed(target: Targe
     assert "nothing of" not in message, message
     assert _versions(target.direct) == ["1", "2"]
     assert _items(target.direct) == [2]
-    assert _lock_row(target.direct) == (False, None)
+    assert lock_row(target.direct) == LOCK_FREE
 
     again = _migrator(target, folder).rollback(count=1)
 
@@ -181,10 +174,10 @@ def test_lock_acquire_lost_commit_reply_releases_the_lock(target: Target, tmp_pa
     assert f"the commit had gone through (process_id {error.process_id})" in message
     assert "the lock was released again, nothing was migrated" in message
     # The real server: the lock is free, as the jetbase CLI reads it, and nothing ran.
-    assert _lock_row(target.direct) == (False, None)
+    assert lock_row(target.direct) == LOCK_FREE
     assert _versions(target.direct) == []
 
     again = _migrator(target, folder).upgrade()
 
     assert [run.filename for run in again.applied] == ["V1__items.sql", "V2__second.sql", "V3__third.sql"]
-    assert _lock_row(target.direct) == (False, None)
+    assert lock_row(target.direct) == LOCK_FREE

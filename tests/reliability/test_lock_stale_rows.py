@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, Engine
 from airflow_provider_jetbase.migration import Migrator
 from airflow_provider_jetbase.migration.dialects import dialect_for
 from airflow_provider_jetbase.migration.errors import LockTimeoutError
-from tests.jetbase_cli import write_migration
+from tests.jetbase_cli import LOCK_FREE, lock_row, write_migration
 
 # The database clock two hours ago, in the form each database's own acquire writes.
 TWO_HOURS_AGO = {
@@ -34,12 +34,6 @@ def _hold_by_hand(engine: Engine, process_id: str | None, *, old: bool) -> None:
             ),
             {"p": process_id},
         )
-
-
-def _lock_row(engine: Engine) -> tuple[bool, str | None]:
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")).one()
-    return bool(row.is_locked), row.process_id
 
 
 def _prepared(url: URL, folder: Path) -> Engine:
@@ -70,7 +64,7 @@ def test_old_lock_with_null_or_empty_process_id_is_taken_over_by_age(
         shown = "NULL" if process_id is None else "''"
         assert f"process_id {shown}" in warning, warning
         assert "stale_lock_after=60" in warning and "holder not recorded" in warning, warning
-        assert _lock_row(engine) == (False, None)
+        assert lock_row(engine) == LOCK_FREE
     finally:
         engine.dispose()
 
@@ -92,7 +86,7 @@ def test_recent_lock_with_null_or_empty_process_id_is_not_taken_over(
         assert f"held by process_id {shown}; holder not recorded" in message, message
         assert "jetbase unlock" in message, message
         assert caught.value.holder is not None and caught.value.holder.process_id == process_id
-        assert _lock_row(engine) == (True, process_id)
+        assert lock_row(engine) == (True, True, process_id)
         with engine.connect() as conn:
             versions = conn.execute(text("SELECT version FROM jetbase_migrations")).scalars().all()
         assert versions == ["1"]
