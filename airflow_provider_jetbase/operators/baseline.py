@@ -32,7 +32,8 @@ class JetbaseBaselineOperator(JetbaseBaseOperator):
 
     Under Jetbase's lock, it writes exactly the ``jetbase_migrations`` rows the upgrade (and the
     ``jetbase`` CLI) would have written for those files (same description, migration_type and
-    checksum; ``applied_at`` and ``order_executed`` set by the database), in one transaction.
+    checksum; ``order_executed`` from the table's identity, ``applied_at`` from the database clock,
+    rising in version order), in one transaction.
     ``RA__``/``ROC__`` files are not recorded: the next upgrade runs them.
     It fails, writing nothing, when the database already has rows in ``jetbase_migrations`` (the
     message names the connection and what is applied) or when no versioned file has ``to_version``.
@@ -143,7 +144,8 @@ class JetbaseBaselineOperator(JetbaseBaseOperator):
         prefix = "Dry run: would have recorded" if result.dry_run else "Recorded"
         self.log.info(
             "%s %d version(s) as applied on '%s' WITHOUT running them (baseline to version %s):\n%s\n"
-            "applied_at and order_executed are set by the database, as for `jetbase upgrade`.",
+            "order_executed comes from the table's identity and applied_at from the database clock, 1 ms "
+            "apart in version order (the CLI finds its latest version by applied_at).",
             prefix,
             len(result.recorded),
             self.jetbase_conn_id,
