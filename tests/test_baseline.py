@@ -430,3 +430,11 @@ def test_the_drift_check_compares_an_adopted_schema_with_the_files(
     # A hand-made difference the baseline took on trust is what the drift check then reports.
     run_sql(engine, ["ALTER TABLE customers ADD COLUMN phone VARCHAR(20)"])
     assert [kind for kind, _ in schema_findings()] == ["column_added"]
+
+
+def test_importing_the_baseline_operator_stays_cheap() -> None:
+    from tests.test_operators import _heavy_modules_after
+
+    baseline = _heavy_modules_after("import airflow, airflow.sdk, airflow.triggers.base")
+    ours = _heavy_modules_after("import airflow_provider_jetbase.operators.baseline")
+    assert ours - baseline == set(), f"the baseline operator's module loads {ours - baseline}"
