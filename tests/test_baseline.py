@@ -345,6 +345,7 @@ def test_operator_dry_run_then_baseline_from_templated_params(
     tmp_path: Path,
     use_conn: UseConn,
     make_engine: Callable[..., Engine],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     url: URL = request.getfixturevalue(f"{kind}_url")
     use_conn(url)
@@ -359,6 +360,20 @@ def test_operator_dry_run_then_baseline_from_templated_params(
         params={"version": "1_1", "preview": True},
     )
     assert_same_state(database_state(engine), before, "operator dry run")
+    # The task log (Airflow 3's structlog writes to stdout) has the rows as a table.
+    log = capsys.readouterr()
+    lines = (log.out + log.err).splitlines()
+    assert any(
+        "Dry run: would have recorded 2 version(s) as applied on 'jb_test' WITHOUT" in ln for ln in lines
+    )
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("version | file"))
+    assert [ln.split(" | ")[1].strip() for ln in lines[header + 2 : header + 4]] == [
+        "V1__create_customers.sql",
+        "V1_1__add_email.sql",
+    ]
+    assert any(
+        "Not recorded (repeatable files; the next upgrade runs them): RA__log_run.sql" in ln for ln in lines
+    )
     done, _ = render_and_execute(
         _baseline_task(tmp_path / "dags" / "dag.py", Path("migrations"), **templated),
         params={"version": "1_1", "preview": False},
@@ -438,3 +453,41 @@ def test_importing_the_baseline_operator_stays_cheap() -> None:
     baseline = _heavy_modules_after("import airflow, airflow.sdk, airflow.triggers.base")
     ours = _heavy_modules_after("import airflow_provider_jetbase.operators.baseline")
     assert ours - baseline == set(), f"the baseline operator's module loads {ours - baseline}"
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+@pytest.mark.parametrize("deliver", [True, False], ids=["committed", "not_committed"])
+def test_a_lost_commit_reply_is_reported_as_what_the_database_holds(
+    kind: str, deliver: bool, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine
+
+    from airflow_provider_jetbase.migration.errors import MigrationExecutionError
+    from tests import dbs
+    from tests.faults import FaultProxy
+
+    url: URL = request.getfixturevalue(f"{kind}_url")
+    upstream = (dbs.PG_HOST, dbs.PG_PORT) if kind == "postgres" else (dbs.MYSQL_HOST, dbs.MYSQL_PORT)
+    folder = write_files(tmp_path / "migrations")
+    direct = create_engine(url)
+    try:
+        with FaultProxy("postgres" if kind == "postgres" else "mysql", *upstream) as proxy:
+            through_proxy = create_engine(proxy.url(url))
+            try:
+                # The last statement of the baseline's transaction before the lock check and COMMIT.
+                proxy.arm(after="SET applied_at", deliver=deliver)
+                with pytest.raises(MigrationExecutionError) as caught:
+                    new_migrator(through_proxy, folder, lock_timeout=30.0).baseline("1_1")
+            finally:
+                through_proxy.dispose()
+        assert proxy.fired.is_set()
+        error = caught.value
+        expected = "committed" if deliver else "not committed"
+        assert error.commit_outcome == expected, error
+        assert "re-read on a fresh connection" in str(error)
+        assert [r[1] for r in version_rows(direct)] == (["1", "1.1"] if deliver else [])
+        assert lock_row(direct) == (False, False, None)  # released on a fresh connection
+        if not deliver:  # nothing was recorded: the baseline can simply run again
+            assert [r.version for r in new_migrator(direct, folder).baseline("1_1").recorded] == ["1", "1.1"]
+    finally:
+        direct.dispose()

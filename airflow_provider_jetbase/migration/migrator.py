@@ -764,28 +764,64 @@ class Migrator:
         if lock is None:
             return result
         queries = self.dialect.queries
-        with conn.begin():
-            # Takes SQLite's write lock first; the last check proves the lock ours up to the commit.
-            lock.check_owned(conn)
-            for f in plan.files:
-                conn.execute(queries.insert_version_stmt(), self._row_params(f))
-            if needs_ordered_stamps(self.dialect) and plan.files:
-                db_now = conn.execute(text(f"SELECT {self.dialect.now_sql}")).scalar_one()  # noqa: S608 - now_sql is the dialect's own constant
-                for f, stamp in zip(
-                    plan.files, applied_at_stamps(self.dialect, db_now, len(plan.files)), strict=True
-                ):
-                    conn.execute(RESTAMP_STMT, {"applied_at": stamp, "version": f.version})
-            if self.canceller.requested.is_set():
-                raise MigrationCancelledError(
-                    f"The baseline was cancelled ({self.canceller.reason}) before it committed: nothing "
-                    "was recorded.",
-                    filename="",
-                    statement_number=None,
-                    db_message="",
-                )
-            lock.check_owned(conn)
+        committing = False
+        try:
+            with conn.begin():
+                # Takes SQLite's write lock first; the last check proves the lock ours up to the commit.
+                lock.check_owned(conn)
+                for f in plan.files:
+                    conn.execute(queries.insert_version_stmt(), self._row_params(f))
+                if needs_ordered_stamps(self.dialect) and plan.files:
+                    db_now = conn.execute(text(f"SELECT {self.dialect.now_sql}")).scalar_one()  # noqa: S608 - now_sql is the dialect's own constant
+                    stamps = applied_at_stamps(self.dialect, db_now, len(plan.files))
+                    for f, stamp in zip(plan.files, stamps, strict=True):
+                        conn.execute(RESTAMP_STMT, {"applied_at": stamp, "version": f.version})
+                if self.canceller.requested.is_set():
+                    raise MigrationCancelledError(
+                        f"The baseline was cancelled ({self.canceller.reason}) before it committed: "
+                        "nothing was recorded.",
+                        filename="",
+                        statement_number=None,
+                        db_message="",
+                    )
+                lock.check_owned(conn)
+                committing = True
+        except SQLAlchemyError as exc:
+            if not committing or not plan.files:
+                raise
+            raise self._baseline_commit_error(plan, exc) from exc
         self.logger.info("Baseline recorded: the database is at version %s.", plan.to_version)
         return result
+
+    def _baseline_commit_error(self, plan: BaselinePlan, exc: SQLAlchemyError) -> MigrationExecutionError:
+        """The COMMIT of the baseline's rows failed, its reply maybe lost: what a fresh connection
+        finds decides what the error says."""
+        wanted = {f.version for f in plan.files}
+        try:
+            with self.engine.connect() as fresh:
+                found = {r.version for r in fetch_applied(fresh) or [] if r.migration_type == VERSIONED}
+        except Exception as reread:  # noqa: BLE001 - the outcome stays unknown, and the error says so
+            self.logger.error("Could not re-read jetbase_migrations after the failed COMMIT: %s", reread)
+            found = None
+        if found is not None and wanted <= found:
+            outcome, what = "committed", "HAS the baseline's rows: the baseline was committed."
+        elif found is not None and not wanted & found:
+            outcome, what = "not committed", "has none of the baseline's rows: nothing was recorded."
+        else:
+            outcome = "unknown"
+            what = "could not be read back: check it before running the baseline again."
+        message = (
+            f"The COMMIT of the baseline to version {plan.to_version} failed (the connection failed "
+            f"during it: {_db_message(exc)}); jetbase_migrations, re-read on a fresh connection, {what}"
+        )
+        self.logger.error("%s", message)
+        return MigrationExecutionError(
+            message,
+            filename=plan.files[-1].filename,
+            statement_number=None,
+            db_message=_db_message(exc),
+            commit_outcome=outcome,
+        )
 
     # ------------------------------------------------------------------ inspection
     def history(self) -> list[AppliedMigration]:
