@@ -85,7 +85,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-provider-jetbase",
         "name": "Jetbase",
         "description": (
-            "Jetbase SQL migrations in Airflow: a hook, upgrade/rollback/status and drift-check "
+            "Jetbase SQL migrations in Airflow: a hook, upgrade/rollback/status/baseline and drift-check "
             "operators, and a version sensor with its trigger."
         ),
         "versions": [__version__],
@@ -105,6 +105,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_jetbase.operators.jetbase",
                     "airflow_provider_jetbase.operators.drift",
+                    "airflow_provider_jetbase.operators.baseline",
                 ],
             }
         ],

@@ -319,6 +319,7 @@ REFERENCE = [
     ("operators.md", "airflow_provider_jetbase.operators.jetbase", "JetbaseRollbackOperator"),
     ("operators.md", "airflow_provider_jetbase.operators.jetbase", "JetbaseStatusOperator"),
     ("operators.md", "airflow_provider_jetbase.operators.drift", "JetbaseDriftCheckOperator"),
+    ("operators.md", "airflow_provider_jetbase.operators.baseline", "JetbaseBaselineOperator"),
     ("sensor.md", "airflow_provider_jetbase.sensors.jetbase", "JetbaseVersionSensor"),
 ]
 

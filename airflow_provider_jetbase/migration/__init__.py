@@ -5,6 +5,7 @@ Plain Python over SQLAlchemy, no Airflow imports. See ``migrator.py`` for where 
 """
 
 from airflow_provider_jetbase.migration.errors import (
+    BaselineRefusedError,
     DuplicateVersionError,
     IncompatibleTableError,
     InvalidArgumentError,
@@ -23,6 +24,8 @@ from airflow_provider_jetbase.migration.errors import (
 from airflow_provider_jetbase.migration.migrator import Migrator
 from airflow_provider_jetbase.migration.results import (
     AppliedMigration,
+    BaselineResult,
+    BaselineRow,
     LockInfo,
     MigrationRun,
     PendingMigration,
@@ -37,6 +40,9 @@ from airflow_provider_jetbase.migration.versions import version_key
 
 __all__ = [
     "AppliedMigration",
+    "BaselineRefusedError",
+    "BaselineResult",
+    "BaselineRow",
     "DuplicateVersionError",
     "IncompatibleTableError",
     "TablePermissionError",

@@ -131,3 +131,12 @@ class MigrationExecutionError(JetbaseError):
 class MigrationCancelledError(MigrationExecutionError):
     """The run was cancelled from another thread (a task kill or timeout): the running statement was
     cancelled on the server and the file rolled back (``partial`` where the database cannot)."""
+
+
+class BaselineRefusedError(JetbaseError):
+    """A baseline was asked of a database that already has rows in ``jetbase_migrations``: it is
+    already managed by Jetbase, and a baseline never rewrites history. ``applied`` holds those rows."""
+
+    def __init__(self, message: str, *, applied: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.applied = applied

@@ -32,6 +32,14 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from airflow_provider_jetbase.migration.baseline import (
+    RESTAMP_STMT,
+    BaselinePlan,
+    applied_at_stamps,
+    baseline_target,
+    needs_ordered_stamps,
+    plan_baseline,
+)
 from airflow_provider_jetbase.migration.cancel import Canceller
 from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
 from airflow_provider_jetbase.migration.errors import (
@@ -65,6 +73,8 @@ from airflow_provider_jetbase.migration.planner import (
 )
 from airflow_provider_jetbase.migration.results import (
     AppliedMigration,
+    BaselineResult,
+    BaselineRow,
     LockInfo,
     MigrationRun,
     RollbackResult,
@@ -719,6 +729,99 @@ class Migrator:
             )
         self.logger.info("Rollback completed: version %s -> %s.", before, after)
         return RollbackResult(tuple(done), False, before, after, plan.warnings)
+
+    # ------------------------------------------------------------------ baseline
+    def baseline(self, to_version: str, dry_run: bool = False) -> BaselineResult:
+        """Adopt a database whose schema exists already: record the versioned files up to and
+        including ``to_version`` as applied, without running them, on a database with no applied
+        migrations (see ``baseline.py`` for the rules, and why repeatable files are not recorded)."""
+        files = self._files()
+        target = baseline_target(files, to_version)
+        with self._connect() as conn:
+            # Refused here before any table or lock is created, then decided again under the lock.
+            plan = plan_baseline(files, self._read_applied(conn), target)
+            if dry_run:
+                return self._baseline(conn, plan, None)
+            self._ensure_tables(conn)
+            with self._lock(conn) as lock:
+                return self._baseline(conn, plan_baseline(files, self._read_applied(conn), target), lock)
+
+    def _baseline(self, conn: Connection, plan: BaselinePlan, lock: MigrationLock | None) -> BaselineResult:
+        result = BaselineResult(
+            recorded=tuple(BaselineRow(**self._row_params(f)) for f in plan.files),
+            dry_run=lock is None,
+            version_after=plan.to_version,
+            not_recorded=tuple(f.filename for f in plan.not_recorded),
+            pending=tuple(f.filename for f in plan.pending),
+        )
+        verb = "Dry run: a baseline would record" if lock is None else "Recording"
+        self.logger.info(
+            "%s %d versioned file(s) up to %s as applied, without running them.",
+            verb,
+            len(plan.files),
+            plan.to_version,
+        )
+        if lock is None:
+            return result
+        queries = self.dialect.queries
+        committing = False
+        try:
+            with conn.begin():
+                # Takes SQLite's write lock first; the last check proves the lock ours up to the commit.
+                lock.check_owned(conn)
+                for f in plan.files:
+                    conn.execute(queries.insert_version_stmt(), self._row_params(f))
+                if needs_ordered_stamps(self.dialect) and plan.files:
+                    db_now = conn.execute(text(f"SELECT {self.dialect.now_sql}")).scalar_one()  # noqa: S608 - now_sql is the dialect's own constant
+                    stamps = applied_at_stamps(self.dialect, db_now, len(plan.files))
+                    for f, stamp in zip(plan.files, stamps, strict=True):
+                        conn.execute(RESTAMP_STMT, {"applied_at": stamp, "version": f.version})
+                if self.canceller.requested.is_set():
+                    raise MigrationCancelledError(
+                        f"The baseline was cancelled ({self.canceller.reason}) before it committed: "
+                        "nothing was recorded.",
+                        filename="",
+                        statement_number=None,
+                        db_message="",
+                    )
+                lock.check_owned(conn)
+                committing = True
+        except SQLAlchemyError as exc:
+            if not committing or not plan.files:
+                raise
+            raise self._baseline_commit_error(plan, exc) from exc
+        self.logger.info("Baseline recorded: the database is at version %s.", plan.to_version)
+        return result
+
+    def _baseline_commit_error(self, plan: BaselinePlan, exc: SQLAlchemyError) -> MigrationExecutionError:
+        """The COMMIT of the baseline's rows failed, its reply maybe lost: what a fresh connection
+        finds decides what the error says."""
+        wanted = {f.version for f in plan.files}
+        try:
+            with self.engine.connect() as fresh:
+                found = {r.version for r in fetch_applied(fresh) or [] if r.migration_type == VERSIONED}
+        except Exception as reread:  # noqa: BLE001 - the outcome stays unknown, and the error says so
+            self.logger.error("Could not re-read jetbase_migrations after the failed COMMIT: %s", reread)
+            found = None
+        if found is not None and wanted <= found:
+            outcome, what = "committed", "HAS the baseline's rows: the baseline was committed."
+        elif found is not None and not wanted & found:
+            outcome, what = "not committed", "has none of the baseline's rows: nothing was recorded."
+        else:
+            outcome = "unknown"
+            what = "could not be read back: check it before running the baseline again."
+        message = (
+            f"The COMMIT of the baseline to version {plan.to_version} failed (the connection failed "
+            f"during it: {_db_message(exc)}); jetbase_migrations, re-read on a fresh connection, {what}"
+        )
+        self.logger.error("%s", message)
+        return MigrationExecutionError(
+            message,
+            filename=plan.files[-1].filename,
+            statement_number=None,
+            db_message=_db_message(exc),
+            commit_outcome=outcome,
+        )
 
     # ------------------------------------------------------------------ inspection
     def history(self) -> list[AppliedMigration]:

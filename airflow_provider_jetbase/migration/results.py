@@ -123,3 +123,29 @@ class LockInfo(_ToDict):
     locked_at: dt.datetime | None
     process_id: str | None
     supported: bool
+
+
+@dataclass(frozen=True)
+class BaselineRow(_ToDict):
+    """A ``jetbase_migrations`` row a baseline writes (or, in a dry run, would write): the values of
+    the INSERT the upgrade issues for the file; ``order_executed`` and ``applied_at`` are left to the
+    database, as the ``jetbase`` CLI leaves them."""
+
+    version: str | None
+    description: str
+    filename: str
+    migration_type: str
+    checksum: str
+
+
+@dataclass(frozen=True)
+class BaselineResult(_ToDict):
+    """``recorded``: the rows written (dry run: that would be), in the order they are inserted.
+    ``not_recorded``: the repeatable files (the next upgrade runs them); ``pending``: the versioned
+    files above ``version_after`` (the next upgrade applies them)."""
+
+    recorded: tuple[BaselineRow, ...]
+    dry_run: bool
+    version_after: str
+    not_recorded: tuple[str, ...]
+    pending: tuple[str, ...]
