@@ -1,0 +1,250 @@
+"""ClickHouse: the engine, the real ``jetbase`` CLI and the operators on a real ClickHouse engine.
+
+The engine is ClickHouse 26.x embedded by ``chdb``, served over ClickHouse's HTTP interface by
+``tests/clickhouse_server.py`` (one process per test run, a fresh database per test); the
+provider and the CLI both reach it through clickhouse-sqlalchemy's HTTP driver. The scenarios are
+those of ``tests/test_interop_cli.py`` (the helpers are the same) with ClickHouse SQL in the files:
+MergeTree tables need ``ORDER BY``, rollbacks of data use ``DELETE``/mutations, and an index is a
+data-skipping index. Jetbase takes no lock on ClickHouse: what two concurrent upgrades do is shown
+here, and so is the operators' guard against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from tests.clickhouse_server import fresh_database
+from tests.jetbase_cli import (
+    JetbaseProject,
+    applied_versions,
+    database_state,
+    user_table_counts,
+    version_rows,
+    write_migration,
+)
+from tests.test_interop_cli import Pair, assert_run_checksums, make_engine
+
+__all__ = ["make_engine"]  # a fixture, used by name
+
+
+@pytest.fixture
+def clickhouse_reference_url(clickhouse_port: int, clickhouse_url: URL) -> Iterator[URL]:
+    """A second fresh database on the same server, driven by the CLI alone."""
+    with fresh_database(clickhouse_port) as name:
+        yield clickhouse_url.set(database=name)
+
+
+@pytest.fixture
+def pair(
+    clickhouse_url: URL, clickhouse_reference_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> Pair:
+    return Pair(tmp_path, clickhouse_url, clickhouse_reference_url, make_engine)
+
+
+# ----------------------------------------------------------------------------- migrations
+
+V1 = """
+    -- upgrade
+    CREATE TABLE customers (
+        id Int32,
+        -- the display name
+        name String
+    ) ENGINE = MergeTree ORDER BY id;
+
+    CREATE TABLE run_log (note String) ENGINE = MergeTree ORDER BY tuple();
+    -- rollback
+    DROP TABLE run_log;
+    DROP TABLE customers;
+"""
+V1_1 = """
+    ALTER TABLE customers ADD COLUMN email Nullable(String);
+    --   ROLLBACK
+    ALTER TABLE customers DROP COLUMN email;
+"""
+V1_2 = """
+    -- jetbase: delimiter=@@
+    CREATE TABLE orders (id Int32, note String) ENGINE = MergeTree ORDER BY id@@
+    INSERT INTO orders (id, note) VALUES (1, 'first;
+    second')@@
+    -- rollback
+    DROP TABLE orders@@
+"""
+V2 = """
+    INSERT INTO customers (id, name, email)
+    VALUES (1, 'Ada', 'ada@example.com');
+    INSERT INTO customers (id, name, email) VALUES (2, 'Grace', NULL);
+    -- rollback
+    DELETE FROM customers WHERE id IN (1, 2);
+"""
+V2_1 = """
+    CREATE TABLE shipments (id Int32, order_id Int32) ENGINE = MergeTree ORDER BY id;
+    -- rollback
+    DROP TABLE shipments;
+"""
+V10 = """
+    CREATE TABLE audit_trail (id Int32, happened String) ENGINE = MergeTree ORDER BY id;
+    ALTER TABLE audit_trail ADD INDEX ix_audit_trail_happened happened TYPE bloom_filter GRANULARITY 1;
+    -- rollback
+    DROP TABLE audit_trail;
+"""
+RA = """
+    -- runs on every upgrade
+    INSERT INTO run_log (note) VALUES ('upgrade ran');
+"""
+ROC = """
+    DROP VIEW IF EXISTS customer_names;
+    CREATE VIEW customer_names AS
+        SELECT name FROM customers;
+"""
+ROC_CHANGED = """
+    DROP VIEW IF EXISTS customer_names;
+    CREATE VIEW customer_names AS
+        SELECT name, email FROM customers;
+"""
+
+
+def write_scenario_files(folder: Path) -> None:
+    write_migration(folder, "V1__create_customers.sql", V1)
+    write_migration(folder, "V1_1__add_email.sql", V1_1)
+    write_migration(folder, "V1.2__orders.sql", V1_2)
+    write_migration(folder, "V2__seed_customers.sql", V2)
+    write_migration(folder, "V2_1__shipments.sql", V2_1, subdir="later")
+    write_migration(folder, "V10__audit_trail.sql", V10)
+    write_migration(folder, "RA__log_run.sql", RA)
+    write_migration(folder, "ROC__customer_names.sql", ROC)
+
+
+ALL_VERSIONS = ["1", "1.1", "1.2", "2", "2.1", "10"]
+
+
+# ----------------------------------------------------------------------------- interop
+
+
+@pytest.mark.parametrize("first", ["cli_first", "engine_first"])
+def test_cli_and_engine_take_turns_on_clickhouse(first: str, pair: Pair) -> None:
+    """Both directions: after every step database A (CLI and engine in turn) equals database B (CLI
+    alone): jetbase_migrations rows (order_executed included), schema, DDL and row counts."""
+    pair.write(write_scenario_files)
+    cli_turn = first == "cli_first"
+
+    def by_other(
+        engine_action: Callable[[Any], Any], cli_action: Callable[[JetbaseProject], Any], step: str
+    ) -> Any:
+        """Step run by the tool whose turn it is not: the engine when the CLI went first."""
+        if cli_turn:
+            return pair.engine_vs_cli(engine_action, cli_action, f"{step} (engine)")
+        pair.cli_both(cli_action, f"{step} (CLI)")
+        return None
+
+    def by_first(
+        engine_action: Callable[[Any], Any], cli_action: Callable[[JetbaseProject], Any], step: str
+    ) -> Any:
+        if not cli_turn:
+            return pair.engine_vs_cli(engine_action, cli_action, f"{step} (engine)")
+        pair.cli_both(cli_action, f"{step} (CLI)")
+        return None
+
+    # 1. up to 1.2 (given as "1_2"), 2. the rest by the other tool.
+    result = by_first(lambda m: m.upgrade(to_version="1_2"), lambda p: p.upgrade(to_version="1_2"), "1")
+    if result is not None:
+        assert [r.filename for r in result.applied] == [
+            "V1__create_customers.sql",
+            "V1_1__add_email.sql",
+            "V1.2__orders.sql",
+            "RA__log_run.sql",
+            "ROC__customer_names.sql",
+        ]
+        assert_run_checksums(result, pair.a.migrations_dir, "applied")
+    assert applied_versions(pair.engine_a) == ["1", "1.1", "1.2"]
+    result = by_other(lambda m: m.upgrade(), lambda p: p.upgrade(), "2")
+    if result is not None:
+        assert [r.filename for r in result.applied] == [
+            "V2__seed_customers.sql",
+            "V2_1__shipments.sql",
+            "V10__audit_trail.sql",
+            "RA__log_run.sql",
+        ]
+    assert applied_versions(pair.engine_a) == ALL_VERSIONS
+    assert user_table_counts(pair.engine_a)["run_log"] == 2  # the RA file ran on both upgrades
+
+    # 3. roll back one, 4. two more by count with the other tool.
+    by_first(lambda m: m.rollback(), lambda p: p.rollback(), "3")
+    assert applied_versions(pair.engine_a) == ALL_VERSIONS[:-1]
+    result = by_other(lambda m: m.rollback(count=2), lambda p: p.rollback(count=2), "4")
+    if result is not None:
+        assert [r.filename for r in result.rolled_back] == ["V2_1__shipments.sql", "V2__seed_customers.sql"]
+    assert applied_versions(pair.engine_a) == ["1", "1.1", "1.2"]
+    assert user_table_counts(pair.engine_a)["customers"] == 0  # V2's DELETE ran
+
+    # 5. a changed runs-on-change file re-runs (its row updated by a mutation), 6. then is left alone.
+    pair.write(lambda folder: write_migration(folder, "ROC__customer_names.sql", ROC_CHANGED))
+    result = by_first(lambda m: m.upgrade(count=1), lambda p: p.upgrade(count=1), "5")
+    if result is not None:
+        assert [r.filename for r in result.applied] == [
+            "V2__seed_customers.sql",
+            "RA__log_run.sql",
+            "ROC__customer_names.sql",
+        ]
+    result = by_other(lambda m: m.upgrade(), lambda p: p.upgrade(), "6")
+    if result is not None:
+        assert [r.filename for r in result.applied] == [
+            "V2_1__shipments.sql",
+            "V10__audit_trail.sql",
+            "RA__log_run.sql",
+        ]
+    roc = [r for r in version_rows(pair.engine_a) if r[3] == "ROC__customer_names.sql"]
+    assert len(roc) == 1, roc
+
+    history = [
+        (h.order_executed, h.version, h.description, h.filename, h.migration_type, h.checksum)
+        for h in pair.migrator.history()
+    ]
+    assert history == version_rows(pair.engine_a)
+    assert pair.migrator.current() == "10"
+    assert "Latest migration version: 10" in pair.a.current().messages
+    assert [p.filename for p in pair.migrator.status().pending] == ["RA__log_run.sql"]
+    assert pair.migrator.validate().ok
+
+    # 7. roll back to a version (given as "1_1"), 8. re-apply with the other tool.
+    result = by_first(lambda m: m.rollback(to_version="1_1"), lambda p: p.rollback(to_version="1_1"), "7")
+    if result is not None:
+        assert [r.filename for r in result.rolled_back] == [
+            "V10__audit_trail.sql",
+            "V2_1__shipments.sql",
+            "V2__seed_customers.sql",
+            "V1.2__orders.sql",
+        ]
+    assert applied_versions(pair.engine_a) == ["1", "1.1"]
+    by_other(lambda m: m.upgrade(), lambda p: p.upgrade(), "8")
+    assert applied_versions(pair.engine_a) == ALL_VERSIONS
+
+
+def test_dry_runs_change_nothing(pair: Pair) -> None:
+    """The engine's dry run writes nothing, not even the version table (the CLI's creates it: see
+    docs/differences.md); on a migrated database both leave it as it was, and they plan the same."""
+    pair.write(write_scenario_files)
+    result = pair.migrator.upgrade(dry_run=True)
+    assert result.dry_run and [r.version for r in result.applied][:6] == ALL_VERSIONS
+    assert database_state(pair.engine_a).schema == {"<views>": []}
+    pair.cli_both(lambda p: p.upgrade(to_version="1_2"), "upgrade to 1.2")
+    result = pair.migrator.upgrade(dry_run=True)
+    pair.b.upgrade(dry_run=True).assert_ok()
+    pair.check("dry upgrade")
+    assert [r.filename for r in result.applied] == [
+        "V2__seed_customers.sql",
+        "V2_1__shipments.sql",
+        "V10__audit_trail.sql",
+        "RA__log_run.sql",
+    ]
+    result = pair.migrator.rollback(count=2, dry_run=True)
+    pair.b.rollback(count=2, dry_run=True).assert_ok()
+    pair.check("dry rollback")
+    assert [r.filename for r in result.rolled_back] == ["V1.2__orders.sql", "V1_1__add_email.sql"]
+    assert result.rolled_back[0].statements == ("DROP TABLE orders",)
+    assert applied_versions(pair.engine_a) == ["1", "1.1", "1.2"]
