@@ -11,24 +11,36 @@ here, and so is the operators' guard against it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from tests.clickhouse_server import fresh_database
 from tests.jetbase_cli import (
     JetbaseProject,
+    StatementGate,
+    UpgradeThread,
     applied_versions,
     database_state,
     user_table_counts,
     version_rows,
     write_migration,
 )
-from tests.test_interop_cli import Pair, assert_run_checksums, make_engine
+from tests.operator_helpers import (
+    CONN_ID,
+    make_dag,
+    render_and_execute,
+    table_names,
+    task_context,
+    write_migrations,
+)
+from tests.operator_helpers import applied_versions as applied_by_url
+from tests.test_interop_cli import Pair, assert_run_checksums, make_engine, new_migrator
 
 __all__ = ["make_engine"]  # a fixture, used by name
 
@@ -248,3 +260,182 @@ def test_dry_runs_change_nothing(pair: Pair) -> None:
     assert [r.filename for r in result.rolled_back] == ["V1.2__orders.sql", "V1_1__add_email.sql"]
     assert result.rolled_back[0].statements == ("DROP TABLE orders",)
     assert applied_versions(pair.engine_a) == ["1", "1.1", "1.2"]
+
+
+def test_failing_file_is_reported_with_its_name(
+    clickhouse_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    """The driver's error reaches the engine as a database error: the failure names the file and
+    ClickHouse's message, and the version table is created, not mistaken for another tool's."""
+    from airflow_provider_jetbase.migration.errors import MigrationExecutionError
+
+    folder = tmp_path / "m"
+    write_migration(folder, "V1__ok.sql", "CREATE TABLE ok_t (id Int32) ENGINE = MergeTree ORDER BY id;")
+    write_migration(folder, "V2__broken.sql", "INSERT INTO no_such_table VALUES (1);")
+    engine = make_engine(clickhouse_url)
+    with pytest.raises(MigrationExecutionError) as caught:
+        new_migrator(engine, folder).upgrade()
+    message = str(caught.value)
+    assert "V2__broken.sql" in message and "UNKNOWN_TABLE" in message, message
+    assert applied_versions(engine) == ["1"]
+
+
+# ----------------------------------------------------------------------------- no lock
+
+
+def _ledger_files(folder: Path) -> None:
+    write_migration(
+        folder, "V1__ledger.sql", "CREATE TABLE ledger (entry Int32) ENGINE = MergeTree ORDER BY tuple();"
+    )
+    write_migration(
+        folder,
+        "V2__credit.sql",
+        """
+        SELECT 'jb_gate_marker' AS gate;
+        INSERT INTO ledger (entry) VALUES (100);
+        -- rollback
+        DELETE FROM ledger WHERE entry = 100;
+        """,
+    )
+
+
+def test_two_concurrent_upgrades_both_apply_the_same_migration(
+    clickhouse_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    """What "no lock on ClickHouse" means: an upgrade that has planned V2 is still running it when a
+    second upgrade (the real CLI) starts; nothing stops the second one, so V2 runs twice: its data is
+    written twice and jetbase_migrations holds two rows for version 2."""
+    project = JetbaseProject(tmp_path, clickhouse_url)
+    _ledger_files(project.migrations_dir)
+    project.upgrade(count=1).assert_ok()
+    engine = make_engine(clickhouse_url)
+    gate = StatementGate(engine, "jb_gate_marker")
+    first = UpgradeThread(new_migrator(engine, project.migrations_dir))
+    first.start()
+    try:
+        assert gate.reached.wait(timeout=300), f"the first upgrade never reached V2: {first.error}"
+        project.upgrade().assert_ok()  # the second upgrade: nothing makes it wait
+        assert applied_versions(engine) == ["1", "2"]
+    finally:
+        gate.released.set()
+        first.join(timeout=300)
+    assert first.error is None, first.error
+    assert [r.filename for r in first.result.applied] == ["V2__credit.sql"]
+    assert applied_versions(engine) == ["1", "2", "2"]
+    assert user_table_counts(engine) == {"ledger": 2}
+    # The provider's lock report says there is no lock to be had.
+    assert not new_migrator(engine, project.migrations_dir).lock_status().supported
+
+
+# ----------------------------------------------------------------------------- Airflow layer
+
+
+@pytest.fixture
+def clickhouse_conn(clickhouse_url: URL, monkeypatch: pytest.MonkeyPatch) -> URL:
+    """``CONN_ID`` is a connection of the ``clickhouse`` type (the provider's mapping builds the URL)."""
+    fields = {
+        "conn_type": "clickhouse",
+        "host": clickhouse_url.host,
+        "port": clickhouse_url.port,
+        "login": "default",
+        "schema": clickhouse_url.database,
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(fields))
+    return clickhouse_url
+
+
+def _operator(kind: str, folder: Path, **kwargs: Any) -> Any:
+    from airflow_provider_jetbase.operators.jetbase import (
+        JetbaseRollbackOperator,
+        JetbaseStatusOperator,
+        JetbaseUpgradeOperator,
+    )
+
+    cls = {
+        "upgrade": JetbaseUpgradeOperator,
+        "rollback": JetbaseRollbackOperator,
+        "status": JetbaseStatusOperator,
+    }[kind]
+    with make_dag(f"t_ch_{kind}", fileloc=folder.parent / "dag.py"):
+        return cls(task_id=kind, jetbase_conn_id=CONN_ID, migrations_dir=str(folder), **kwargs)
+
+
+def test_operators_refuse_to_migrate_clickhouse_outside_a_pool(clickhouse_conn: URL, tmp_path: Path) -> None:
+    """No lock on ClickHouse, so the operators want a mutual exclusion: a pool, or an explicit opt-out."""
+    from airflow_provider_jetbase.errors import ParameterError
+
+    folder = write_migrations(tmp_path / "migrations", CLICKHOUSE_MIGRATIONS)
+    for kind in ("upgrade", "rollback"):
+        with pytest.raises(ParameterError, match="no lock on clickhouse.*pool.*skip_pool_check"):
+            render_and_execute(_operator(kind, folder))
+    assert table_names(clickhouse_conn) == set()  # refused before touching the database
+
+    # A dry run changes nothing: it runs in any pool.
+    dry, _ = render_and_execute(_operator("upgrade", folder, dry_run=True))
+    assert dry["dry_run"] and len(dry["applied"]) == 3
+    assert applied_by_url(clickhouse_conn) == []
+
+    # In a pool of its own (one slot per target database, see docs/connections/clickhouse.md).
+    xcom, _ = render_and_execute(_operator("upgrade", folder, pool="clickhouse_dw", count=2))
+    assert xcom["versions_applied"] == ["1", "2"]
+    # Or with the user's explicit opt-out.
+    xcom, _ = render_and_execute(_operator("upgrade", folder, skip_pool_check=True))
+    assert xcom["versions_applied"] == ["3"]
+    xcom, _ = render_and_execute(_operator("rollback", folder, pool="clickhouse_dw", to_version="1"))
+    assert xcom["versions_rolled_back"] == ["3", "2"]
+    assert applied_by_url(clickhouse_conn) == ["1"]
+
+
+CLICKHOUSE_MIGRATIONS = {
+    f"V{n}__create_{t}.sql": (
+        f"CREATE TABLE table_{t} (id Int32) ENGINE = MergeTree ORDER BY id;\n"
+        f"-- rollback\nDROP TABLE table_{t};\n"
+    )
+    for n, t in ((1, "a"), (2, "b"), (3, "c"))
+}
+
+
+def test_status_operator_and_sensor_poke(clickhouse_conn: URL, tmp_path: Path) -> None:
+    from airflow_provider_jetbase.sensors.jetbase import JetbaseVersionSensor
+
+    folder = write_migrations(tmp_path / "migrations", CLICKHOUSE_MIGRATIONS)
+    with make_dag("t_ch_sensor"):
+        sensor = JetbaseVersionSensor(
+            task_id="wait", jetbase_conn_id=CONN_ID, target_version="2", deferrable=False
+        )
+    context = task_context(sensor)
+    assert not sensor.poke(context)  # no jetbase_migrations table yet
+    status, _ = render_and_execute(_operator("status", folder))
+    assert status["current"] is None and [p["version"] for p in status["pending"]] == ["1", "2", "3"]
+    assert status["lock"]["supported"] is False
+
+    render_and_execute(_operator("upgrade", folder, count=1, pool="clickhouse_dw"))
+    assert not sensor.poke(context)
+    render_and_execute(_operator("upgrade", folder, count=1, pool="clickhouse_dw"))
+    done = sensor.poke(context)
+    assert done and done.xcom_value == {"current_version": "2", "target_version": "2"}
+    status, _ = render_and_execute(_operator("status", folder))
+    assert status["current"] == "2"
+    assert [a["version"] for a in status["applied"]] == ["1", "2"]
+    assert [p["version"] for p in status["pending"]] == ["3"]
+
+
+def test_drift_snapshot_finds_a_change_made_by_hand(clickhouse_conn: URL, tmp_path: Path) -> None:
+    """The upgrade operator stores the snapshot by itself on ClickHouse (no replay there); the drift
+    check's default method reads it and finds a column added outside the migrations."""
+    from airflow_provider_jetbase.drift import SNAPSHOT_TABLE, run_drift_check
+
+    folder = write_migrations(tmp_path / "migrations", CLICKHOUSE_MIGRATIONS)
+    render_and_execute(_operator("upgrade", folder, pool="clickhouse_dw"))
+    assert SNAPSHOT_TABLE in table_names(clickhouse_conn)
+    engine = create_engine(clickhouse_conn)
+    try:
+        clean = run_drift_check(engine, folder)
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE table_b ADD COLUMN nickname Nullable(String)"))
+        drift = run_drift_check(engine, folder)
+    finally:
+        engine.dispose()
+    assert clean.method == "snapshot" and not clean.failed and clean.findings == (), clean.to_text()
+    assert drift.method == "snapshot" and drift.failed
+    assert [(f.kind, f.object) for f in drift.findings] == [("column_added", "table_b.nickname")]
