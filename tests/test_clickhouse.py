@@ -403,7 +403,7 @@ def test_status_operator_and_sensor_poke(clickhouse_conn: URL, tmp_path: Path) -
         sensor = JetbaseVersionSensor(
             task_id="wait", jetbase_conn_id=CONN_ID, target_version="2", deferrable=False
         )
-    context = task_context(sensor)
+    context: Any = task_context(sensor)
     assert not sensor.poke(context)  # no jetbase_migrations table yet
     status, _ = render_and_execute(_operator("status", folder))
     assert status["current"] is None and [p["version"] for p in status["pending"]] == ["1", "2", "3"]
