@@ -11,6 +11,7 @@ here, and so is the operators' guard against it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -395,7 +396,7 @@ CLICKHOUSE_MIGRATIONS = {
 }
 
 
-def test_status_operator_and_sensor_poke(clickhouse_conn: URL, tmp_path: Path) -> None:
+def test_status_operator_sensor_poke_and_trigger(clickhouse_conn: URL, tmp_path: Path) -> None:
     from airflow_provider_jetbase.sensors.jetbase import JetbaseVersionSensor
 
     folder = write_migrations(tmp_path / "migrations", CLICKHOUSE_MIGRATIONS)
@@ -419,6 +420,17 @@ def test_status_operator_and_sensor_poke(clickhouse_conn: URL, tmp_path: Path) -
     assert [a["version"] for a in status["applied"]] == ["1", "2"]
     assert [p["version"] for p in status["pending"]] == ["3"]
 
+    # The deferrable path: the trigger's own check, on the triggerer's event loop.
+    from airflow_provider_jetbase.triggers.jetbase import JetbaseVersionTrigger
+
+    async def first_event() -> Any:
+        async for event in JetbaseVersionTrigger(CONN_ID, "2", poke_interval=0.01).run():
+            return event
+        raise AssertionError("run() ended without an event")
+
+    event = asyncio.run(first_event())
+    assert event.payload == {"status": "success", "current_version": "2", "target_version": "2"}
+
 
 def test_drift_snapshot_finds_a_change_made_by_hand(clickhouse_conn: URL, tmp_path: Path) -> None:
     """The upgrade operator stores the snapshot by itself on ClickHouse (no replay there); the drift
@@ -439,3 +451,27 @@ def test_drift_snapshot_finds_a_change_made_by_hand(clickhouse_conn: URL, tmp_pa
     assert clean.method == "snapshot" and not clean.failed and clean.findings == (), clean.to_text()
     assert drift.method == "snapshot" and drift.failed
     assert [(f.kind, f.object) for f in drift.findings] == [("column_added", "table_b.nickname")]
+
+
+def test_version_table_of_another_tool_is_refused(
+    clickhouse_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    """The bad-input corpus case that depends on ClickHouse's error codes: a foreign
+    jetbase_migrations is named as such by every entry point that reads it, and left alone."""
+    from airflow_provider_jetbase.migration.errors import IncompatibleTableError
+
+    engine = make_engine(clickhouse_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("CREATE TABLE jetbase_migrations (id Int32, name String) ENGINE = MergeTree ORDER BY id")
+        )
+        conn.execute(text("INSERT INTO jetbase_migrations VALUES (1, 'theirs')"))
+    folder = tmp_path / "m"
+    write_migration(folder, "V1__first.sql", "CREATE TABLE first_t (id Int32) ENGINE = Memory;")
+    migrator = new_migrator(engine, folder)
+    for name in ["upgrade", "rollback", "status", "history", "validate", "current"]:
+        with pytest.raises(IncompatibleTableError, match="jetbase_migrations.*Jetbase's columns"):
+            getattr(migrator, name)()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, name FROM jetbase_migrations")).all() == [(1, "theirs")]
+    assert table_names(clickhouse_url) == {"jetbase_migrations"}
