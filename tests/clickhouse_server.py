@@ -34,6 +34,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -156,13 +157,17 @@ STOP_GUARD_SECONDS = 30.0
 
 @contextlib.contextmanager
 def running_server(data_dir: str) -> Iterator[int]:
-    """Start the server in its own process on a free loopback port; stop that process afterwards."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.clickhouse_server", "--data", data_dir],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """Start the server in its own process on a free loopback port; stop that process afterwards.
+
+    Its stderr goes to ``<data_dir>.log`` (a pipe nobody reads could fill and stall the server)."""
+    log_path = Path(data_dir + ".log")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.clickhouse_server", "--data", data_dir],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
     try:
         port_line: list[str] = []
         reader = threading.Thread(target=lambda: port_line.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
@@ -170,8 +175,8 @@ def running_server(data_dir: str) -> Iterator[int]:
         reader.join(START_GUARD_SECONDS)
         if not port_line or not port_line[0].strip().isdigit():
             process.kill()
-            _, stderr = process.communicate(timeout=STOP_GUARD_SECONDS)
-            raise RuntimeError(f"the chdb test server did not start: {stderr.strip()[-2000:]}")
+            process.wait(timeout=STOP_GUARD_SECONDS)
+            raise RuntimeError(f"the chdb test server did not start: {log_path.read_text()[-2000:]}")
         yield int(port_line[0])
     finally:
         if process.poll() is None:
@@ -181,9 +186,8 @@ def running_server(data_dir: str) -> Iterator[int]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=STOP_GUARD_SECONDS)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def statement(port: int, sql: str) -> str:
