@@ -12,8 +12,12 @@ both use) needs:
   the ``X-ClickHouse-Exception-Code`` header;
 - ``GET /ping`` answers ``Ok.``.
 
-Not served: authentication (user and password are accepted and ignored), sessions
-(``session_id``), compression, the native protocol (port 9000).
+- one user, ``default`` with an empty password, as a fresh ClickHouse server has: HTTP Basic auth,
+  ``X-ClickHouse-User``/``X-ClickHouse-Key`` or ``user``/``password`` parameters; none means
+  ``default``; any other user or password is ClickHouse's error 516 (HTTP 403).
+
+Not served: other users and grants, sessions (``session_id``), compression, HTTPS, the native
+protocol (port 9000).
 
 chdb allows one session per process and one process per data directory, so this runs as its own
 process (``python -m tests.clickhouse_server --data DIR``), which prints its port on the first line
@@ -25,6 +29,7 @@ statements interleave, as they would on a server, but never overlap.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import re
 import subprocess
@@ -105,8 +110,25 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self._query(self.rfile.read(length))
 
+    def _credentials(self, params: dict[str, str]) -> tuple[str, str]:
+        header = self.headers.get("Authorization") or ""
+        if header.startswith("Basic "):
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            return user, password
+        user = self.headers.get("X-ClickHouse-User") or params.get("user") or "default"
+        return user, self.headers.get("X-ClickHouse-Key") or params.get("password") or ""
+
     def _query(self, body: bytes) -> None:
         params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+        user, password = self._credentials(params)
+        if (user, password) != ("default", ""):
+            self._reply(
+                403,
+                f"Code: 516. DB::Exception: {user}: Authentication failed: password is incorrect, or "
+                "there is no user with such name. (AUTHENTICATION_FAILED)\n",
+                {"X-ClickHouse-Exception-Code": "516"},
+            )
+            return
         sql = "\n".join(part for part in (params.get("query", ""), body.decode()) if part)
         if not sql.strip():
             self._reply(400, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)\n")

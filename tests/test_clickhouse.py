@@ -475,3 +475,24 @@ def test_version_table_of_another_tool_is_refused(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, name FROM jetbase_migrations")).all() == [(1, "theirs")]
     assert table_names(clickhouse_url) == {"jetbase_migrations"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"login": "default"}],
+    ids=["no login", "login without password"],
+)
+def test_connection_without_login_or_password_signs_in_as_default(
+    clickhouse_url: URL, monkeypatch: pytest.MonkeyPatch, fields: dict[str, str]
+) -> None:
+    """clickhouse-sqlalchemy sends HTTP Basic auth of its URL's username and password even when they
+    are None, as the text "None"; the server then sees a user named None. The mapping fills in
+    ClickHouse's own defaults (user ``default``, empty password) so such a connection signs in."""
+    from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
+
+    conn = {"conn_type": "clickhouse", "host": "127.0.0.1", "port": clickhouse_url.port, **fields}
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({**conn, "schema": clickhouse_url.database})
+    )
+    ok, message = JetbaseHook(jetbase_conn_id=CONN_ID).test_connection()
+    assert ok, message
