@@ -594,8 +594,10 @@ def _map_clickhouse(r: _Reader) -> _Built:
         query["verify"] = "true" if verify else "false"
     url = URL.create(
         "clickhouse",
-        username=f.login or None,
-        password=f.password or None,
+        # clickhouse-sqlalchemy signs in with HTTP Basic auth of the URL's username and password even
+        # when they are None, as the text "None": fill in ClickHouse's own defaults instead.
+        username=f.login or "default",
+        password=f.password or "",
         host=r.host(),
         port=r.port(default=8443 if protocol == "https" else 8123),
         database=f.schema or "default",

@@ -77,6 +77,34 @@ def sqlite_url(tmp_path: Path) -> URL:
     return make_url(f"sqlite:///{tmp_path / 'target.db'}")
 
 
+@pytest.fixture(scope="session")
+def clickhouse_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The ClickHouse HTTP test server (tests/clickhouse_server.py) of this test run: one process on
+    a free loopback port, one chdb data directory, stopped at the end of the run."""
+    require_module("chdb")
+    from tests.clickhouse_server import running_server
+
+    with running_server(str(tmp_path_factory.mktemp("chdb"))) as port:
+        yield port
+
+
+@pytest.fixture
+def clickhouse_url(clickhouse_port: int) -> Iterator[URL]:
+    """A fresh database on the ClickHouse test server (clickhouse-sqlalchemy's HTTP driver), dropped
+    after the test."""
+    from tests.clickhouse_server import fresh_database
+
+    with fresh_database(clickhouse_port) as name:
+        yield URL.create(
+            "clickhouse",
+            username="default",
+            password="",
+            host="127.0.0.1",
+            port=clickhouse_port,
+            database=name,
+        )
+
+
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def db_url(request: pytest.FixtureRequest) -> URL:
     """The same test on SQLite, the real PostgreSQL and the real MariaDB."""
@@ -130,7 +158,15 @@ def pg_login(postgres_url: URL) -> Iterator[Callable[[str], URL]]:
 # `make test-fast` runs what needs no database server and no Airflow metadata database: tests are
 # sorted out here by the fixtures and markers they use, so a new test lands in the right tier.
 _SERVER_FIXTURES = frozenset(
-    {"postgres_url", "postgres_psycopg3_url", "mysql_url", "pg_login", "airflow_home", "restricted_conn"}
+    {
+        "postgres_url",
+        "postgres_psycopg3_url",
+        "mysql_url",
+        "pg_login",
+        "airflow_home",
+        "restricted_conn",
+        "clickhouse_url",
+    }
 )
 _SERVER_KINDS = frozenset({"postgres", "postgresql", "mysql", "mariadb", "psycopg", "psycopg2"})
 _SERVER_MARKERS = ("postgres", "mysql", "ui", "deployment")

@@ -102,7 +102,11 @@ class JetbaseHook(BaseHook):
         )
         if spec.dialect == "clickhouse":
             self.log.info("Jetbase takes no migration lock on ClickHouse: avoid concurrent migration runs")
-        return create_engine(spec.url, connect_args=connect_args, **kwargs)
+        engine = create_engine(spec.url, connect_args=connect_args, **kwargs)
+        from airflow_provider_jetbase.migration.clickhouse_errors import wrap_clickhouse_driver_errors
+
+        wrap_clickhouse_driver_errors(engine)
+        return engine
 
     def get_migrator(self, migrations_dir: str | os.PathLike[str], **migrator_kwargs: Any) -> Migrator:
         """A Migrator for ``migrations_dir`` on a new engine of this connection."""

@@ -49,14 +49,19 @@ _CLICKHOUSE_CODE_RE = re.compile(r"^\s*Code:\s*(\d+)\b")
 
 
 def _clickhouse_code(exc: BaseException) -> int | None:
-    # The native driver keeps the server's code; the DB-API wrappers only keep "Code: 60. ..." text,
-    # whose leading number is the code, not prose.
+    # clickhouse-sqlalchemy wraps its driver's error in a DatabaseException whose str() starts with
+    # "Orig exception: ": the driver's error is its `orig`. The server's text ("Code: 60. ...") leads
+    # with the code; the HTTP driver's error has the HTTP status (500) in `code`, so the text comes
+    # first and `code` (the native driver's, the server's own) only when there is no text to read.
     err = _driver_error(exc)
-    code = getattr(err, "code", None)
-    if isinstance(code, int):
-        return code
+    inner = getattr(err, "orig", None)
+    if isinstance(inner, BaseException):
+        err = inner
     match = _CLICKHOUSE_CODE_RE.match(str(err))
-    return int(match.group(1)) if match else None
+    if match:
+        return int(match.group(1))
+    code = getattr(err, "code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def _sqlite_message(exc: BaseException) -> str:

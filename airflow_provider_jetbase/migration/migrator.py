@@ -41,6 +41,7 @@ from airflow_provider_jetbase.migration.baseline import (
     plan_baseline,
 )
 from airflow_provider_jetbase.migration.cancel import Canceller
+from airflow_provider_jetbase.migration.clickhouse_errors import wrap_clickhouse_driver_errors
 from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
 from airflow_provider_jetbase.migration.errors import (
     InvalidArgumentError,
@@ -251,6 +252,7 @@ class Migrator:
         self.dialect: Dialect = dialect_for(engine)
         self.canceller = Canceller(engine, self.logger)
         make_sqlite_ddl_transactional(engine)
+        wrap_clickhouse_driver_errors(engine)
 
     def cancel(self, reason: str) -> str:
         """Stop the running upgrade or rollback from another thread (a kill or timeout handler): the

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
-from airflow_provider_jetbase.errors import JetbaseProviderError
+from airflow_provider_jetbase.errors import JetbaseProviderError, ParameterError
 from airflow_provider_jetbase.operators import _params
 from airflow_provider_jetbase.operators._base import JetbaseBaseOperator, dispose_engine_of
 
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 DEFAULT_LOCK_TIMEOUT = 300.0
 ASSET_URI_SCHEME = "jetbase"
+# Airflow's name for the pool of tasks that name none (airflow.models.pool.Pool.DEFAULT_POOL_NAME).
+DEFAULT_POOL = "default_pool"
 
 
 def jetbase_asset_uri(jetbase_conn_id: str) -> str:
@@ -90,9 +92,11 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
         strict: bool | str = False,
         lock_timeout: float | str = DEFAULT_LOCK_TIMEOUT,
         stale_lock_after: float | str | None = None,
+        skip_pool_check: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.skip_pool_check = skip_pool_check
         self.jetbase_conn_id = jetbase_conn_id
         self.migrations_dir = os.fspath(migrations_dir)
         self.count = count
@@ -116,6 +120,38 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
             strict=_params.to_bool("strict", self.strict),
             lock_owner=_params.lock_owner(context),
             logger=self._engine_logger(),
+        )
+
+    def _require_mutual_exclusion(self, migrator: Migrator, dry_run: bool) -> None:
+        """Jetbase has no lock on some databases (ClickHouse): two runs at once both apply the same
+        files (tests/test_clickhouse.py). There the task must be in an Airflow pool, which the docs
+        say must have one slot and hold every task that migrates that database, unless the user
+        took the risk with ``skip_pool_check``. A dry run changes nothing and needs no exclusion."""
+        if migrator.dialect.supports_lock or dry_run:
+            return
+        if self.skip_pool_check:
+            self.log.warning(
+                "Jetbase takes no lock on %s and skip_pool_check=True: nothing stops another run from "
+                "migrating '%s' at the same time",
+                migrator.dialect.name,
+                self.jetbase_conn_id,
+            )
+            return
+        if self.pool and self.pool != DEFAULT_POOL:
+            self.log.info(
+                "Jetbase takes no lock on %s: pool '%s' must have one slot and hold every task that "
+                "migrates '%s'",
+                migrator.dialect.name,
+                self.pool,
+                self.jetbase_conn_id,
+            )
+            return
+        dispose_engine_of(migrator)
+        raise ParameterError(
+            f"Refusing to migrate '{self.jetbase_conn_id}': Jetbase takes no lock on "
+            f"{migrator.dialect.name}, so two runs at once would both apply the same migrations. Put "
+            "this task in an Airflow pool with one slot that holds every task migrating this database "
+            "(pool='...'), or pass skip_pool_check=True if something else keeps runs apart."
         )
 
     def _run_migration(self, migrator: Migrator, call: Any) -> Any:
@@ -188,6 +224,9 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         database without session locks) and its ``locked_at`` heartbeat is older than this many
         seconds by the database's clock. Must be > 0 and at least 30 s (three heartbeats). ``None``
         (default) never takes a lock over, as the ``jetbase`` CLI. Templated.
+    :param skip_pool_check: on a database where Jetbase takes no lock (ClickHouse), the task is
+        refused unless it runs in an Airflow ``pool`` (not ``default_pool``) that has one slot and
+        holds every task migrating that database; ``True`` runs it anyway (a dry run always runs).
     :param emit_asset_event: declare the schema-change outlet (see the module docstring).
     :param store_schema_snapshot: after an upgrade that applied something (not a dry run), reflect
         the schema and store it in ``jetbase_schema_snapshot`` (a table of ours next to Jetbase's),
@@ -216,6 +255,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         strict: bool | str = False,
         lock_timeout: float | str = DEFAULT_LOCK_TIMEOUT,
         stale_lock_after: float | str | None = None,
+        skip_pool_check: bool = False,
         emit_asset_event: bool = True,
         store_schema_snapshot: bool | None = None,
         **kwargs: Any,
@@ -238,6 +278,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             strict=strict,
             lock_timeout=lock_timeout,
             stale_lock_after=stale_lock_after,
+            skip_pool_check=skip_pool_check,
             **kwargs,
         )
         self.skip_validation = skip_validation
@@ -250,6 +291,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         to_version = _params.to_optional_str(self.to_version)
         dry_run = _params.to_bool("dry_run", self.dry_run)
         migrator = self._migrator(context)
+        self._require_mutual_exclusion(migrator, dry_run)
         result = self._run_migration(
             migrator,
             lambda: migrator.upgrade(
@@ -353,6 +395,7 @@ class JetbaseRollbackOperator(_JetbaseMigratorOperator):
         to_version = _params.to_optional_str(self.to_version)
         dry_run = _params.to_bool("dry_run", self.dry_run)
         migrator = self._migrator(context)
+        self._require_mutual_exclusion(migrator, dry_run)
         result = self._run_migration(
             migrator, lambda: migrator.rollback(count=count, to_version=to_version, dry_run=dry_run)
         )
