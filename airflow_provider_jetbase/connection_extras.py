@@ -200,6 +200,9 @@ SNOWFLAKE_EXTRAS = _table(
         "client_store_temporary_credential": honoured("connect argument"),
         "host": honoured("connect argument: a custom endpoint (privatelink, proxies)"),
         "port": honoured("connect argument"),
+        "protocol": honoured(
+            "connect argument, http or https (the provider's own; the official hook has none)"
+        ),
         "proxy_host": honoured("connect argument"),
         "proxy_port": honoured("connect argument"),
         "proxy_user": honoured("connect argument"),

@@ -505,6 +505,13 @@ def _snowflake_connect_args(r: _Reader) -> tuple[dict[str, Any], list[str]]:
     sf_port = _check_port(r, "port (extra)", r.get("port"), None)
     if sf_port:
         args["port"] = sf_port
+    # Not an extra of the official hook: plain HTTP is for a TLS-terminating proxy or a local
+    # emulator next to the custom host (the connector defaults to https).
+    protocol = r.get_str("protocol")
+    if protocol:
+        if protocol.lower() not in {"http", "https"}:
+            raise r.error("protocol", f"must be http or https, got {protocol!r}")
+        args["protocol"] = protocol.lower()
     for name in ("proxy_host", "proxy_user", "proxy_password"):
         value = r.get_str(name)
         if value:

@@ -7,6 +7,7 @@ run the rest.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import warnings
@@ -114,6 +115,29 @@ def db_url(request: pytest.FixtureRequest) -> URL:
 
 
 @pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """fakesnow's server mode in its own process for the whole session (tests/snowflake_server.py)."""
+    require_module("fakesnow.server")
+    from tests.snowflake_server import ServerFailed, running_server
+
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_server(tmp_path_factory.mktemp("fakesnow")))
+        except ServerFailed as exc:
+            unavailable(f"CI needs the fakesnow server: {exc}", f"SKIPPING a Snowflake-server test: {exc}")
+        yield server
+
+
+@pytest.fixture
+def snowflake_url(snowflake_server: Any) -> Iterator[URL]:
+    """A fresh database on the fakesnow server, as the URL the jetbase CLI uses."""
+    from tests.snowflake_server import fresh_database
+
+    with fresh_database(snowflake_server) as name:
+        yield snowflake_server.url(name)
+
+
+@pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> object:
     """A throw-away AIRFLOW_HOME with a migrated SQLite metadata database, shared by the session's
     dag.test() runs (tests/airflow_harness.py)."""
@@ -166,6 +190,8 @@ _SERVER_FIXTURES = frozenset(
         "airflow_home",
         "restricted_conn",
         "clickhouse_url",
+        "snowflake_server",
+        "snowflake_url",
     }
 )
 _SERVER_KINDS = frozenset({"postgres", "postgresql", "mysql", "mariadb", "psycopg", "psycopg2"})

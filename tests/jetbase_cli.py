@@ -122,6 +122,10 @@ class JetbaseProject:
     env_extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.url.get_backend_name() == "snowflake":
+            from tests.snowflake_server import CLI_ENV
+
+            self.env_extra = {**CLI_ENV, **self.env_extra}
         self.jetbase_dir.mkdir(parents=True, exist_ok=True)
         self.migrations_dir.mkdir(exist_ok=True)
         lines = [f"sqlalchemy_url = {url_to_string(self.url)!r}"]
@@ -264,25 +268,36 @@ def lock_row(engine: Engine) -> tuple[bool, bool, str | None] | None:
     if not table_exists(engine, "jetbase_lock"):
         return None
     with engine.connect() as conn:
+        # Whether locked_at is set is asked of the database: fakesnow's server sends a NULL
+        # TIMESTAMP_NTZ as 1970-01-01 on the wire.
         row = conn.execute(
-            text("SELECT is_locked, locked_at, process_id FROM jetbase_lock WHERE id = 1")
+            text(
+                "SELECT is_locked, CASE WHEN locked_at IS NULL THEN 0 ELSE 1 END, process_id "
+                "FROM jetbase_lock WHERE id = 1"
+            )
         ).first()
     if row is None:
         return None
-    return bool(row[0]), row[1] is not None, row[2]
+    return bool(row[0]), bool(row[1]), row[2]
 
 
 def table_exists(engine: Engine, name: str) -> bool:
     return name in inspect(engine).get_table_names()
 
 
+# fakesnow (the Snowflake emulator) backs an IDENTITY column with a DuckDB sequence whose name ends in
+# a random suffix: two identical tables differ only there.
+_FAKESNOW_SEQUENCE = re.compile(r"(_fs_seq_\w+)_[0-9a-f]{8}\b")
+
+
 def _column_signature(column: Mapping[str, Any]) -> tuple[Any, ...]:
     identity = column.get("identity")
+    default = None if column.get("default") is None else str(column["default"])
     return (
         column["name"],
         str(column["type"]),
         bool(column["nullable"]),
-        None if column.get("default") is None else str(column["default"]),
+        None if default is None else _FAKESNOW_SEQUENCE.sub(r"\1", default),
         column.get("autoincrement"),
         None if identity is None else tuple(sorted((k, str(v)) for k, v in dict(identity).items())),
     )

@@ -338,6 +338,18 @@ def test_snowflake_region_legacy_keys_and_connect_args() -> None:
     assert opts["host"] == "xy12345.eu-west-1.snowflakecomputing.com" and opts["account"] == "xy12345"
 
 
+def test_snowflake_custom_endpoint_host_port_protocol() -> None:
+    """The official hook's host/port extras, and our protocol extra, become connect arguments
+    (snowflake-sqlalchemy 1.x refuses them in the URL); tests/test_interop_snowflake.py reaches a
+    server with them."""
+    extra = {"account": "acc", "host": "127.0.0.1", "port": "8765", "protocol": "HTTP"}
+    s = spec("snowflake", login="u", password="pw-long-enough", extra=extra)
+    assert s.connect_args == {"host": "127.0.0.1", "port": 8765, "protocol": "http"}
+    assert s.url.host == "acc" and not s.url.query
+    with pytest.raises(ConnectionConfigError, match="protocol"):
+        spec("snowflake", login="u", password="pw-long-enough", extra={**extra, "protocol": "ftp"})
+
+
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 @pytest.mark.parametrize("form", ["pem", "base64", "file"])
 @pytest.mark.parametrize("passphrase_in", ["private_key_passphrase", "password"])

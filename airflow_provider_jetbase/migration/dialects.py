@@ -164,6 +164,14 @@ class Dialect:
         )
 
     @property
+    def refresh_lock_stmt(self) -> TextClause:
+        """The holder's heartbeat and ownership check: touch ``locked_at`` only while the row is ours."""
+        return text(
+            f"UPDATE jetbase_lock SET locked_at = {self.now_sql} "  # noqa: S608 - now_sql is the dialect's own constant
+            "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
+        )
+
+    @property
     def takeover_lock_stmt(self) -> TextClause:
         return text(
             f"UPDATE jetbase_lock SET process_id = :new_process_id, locked_at = {self.now_sql} "  # noqa: S608 - now_sql is the dialect's own constant
@@ -181,6 +189,7 @@ _DIALECTS: dict[str, Dialect] = {
 }
 
 LOCK_PROCESS_ID = text("SELECT process_id FROM jetbase_lock WHERE id = 1")
+LOCK_OWNER = text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")
 
 
 def dialect_name(name: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_jetbase.migration.dialects import Dialect
+from airflow_provider_jetbase.migration.dialects import LOCK_OWNER, Dialect
 
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 # A lock is only presumed abandoned after this many heartbeats in a row failed to arrive.
@@ -125,16 +125,8 @@ class Heartbeat:
     def _beat(self) -> None:
         assert self.conn is not None
         with self.conn.begin():
-            self.conn.execute(
-                text(
-                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "  # noqa: S608 - now_sql is a constant
-                    "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
-                ),
-                {"p": self.process_id},
-            )
-            row = self.conn.execute(
-                text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")
-            ).first()
+            self.conn.execute(self.dialect.refresh_lock_stmt, {"p": self.process_id})
+            row = self.conn.execute(LOCK_OWNER).first()
         if row is None:
             self.lost = "the jetbase_lock row (id = 1) was deleted"
         elif not row.is_locked or row.process_id != self.process_id:

@@ -77,7 +77,6 @@ UNLOCK_HINT = (
     "project) or Migrator(engine, migrations_dir).unlock()."
 )
 
-_OWNED = text("SELECT is_locked, process_id FROM jetbase_lock WHERE id = 1")
 
 
 @dataclass(frozen=True)
@@ -422,14 +421,8 @@ class MigrationLock:
         if self.heartbeat.lost is not None:
             raise self._lost(self.heartbeat.lost, filename, applied)
         try:
-            conn.execute(
-                text(
-                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "  # noqa: S608 - now_sql is a constant
-                    "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
-                ),
-                {"p": self.process_id},
-            )
-            row = conn.execute(_OWNED).first()
+            conn.execute(self.dialect.refresh_lock_stmt, {"p": self.process_id})
+            row = conn.execute(dialects.LOCK_OWNER).first()
         except DBAPIError as exc:
             if is_missing_table_error(conn, exc, "jetbase_lock"):
                 raise self._lost("the jetbase_lock table was dropped", filename, applied) from exc
@@ -442,11 +435,18 @@ class MigrationLock:
 
     # ------------------------------------------------------------------ releasing
     def _release_on(self, conn: Connection) -> int:
+        """Rows released: 1, or 0 when the row was no longer this run's."""
         if conn.in_transaction():
             conn.rollback()
         with conn.begin():
+            # Read first: a driver that reports rowcount -1 (Databricks connectors before
+            # databricks-sql-python PR #847) cannot say whether the UPDATE matched our row.
+            before = conn.execute(dialects.LOCK_PROCESS_ID).first()
             result = conn.execute(self.dialect.queries.release_lock_stmt(), {"process_id": self.process_id})
-            return int(result.rowcount)
+            count = int(result.rowcount)
+        if count >= 0:
+            return count
+        return int(before is not None and before.process_id == self.process_id)
 
     def release(self, *, quiet: bool = False) -> None:
         """Release the row, then the session lock. A release that finds the row no longer ours raises
@@ -473,7 +473,7 @@ class MigrationLock:
         finally:
             self.heartbeat.close()
         self.held = False
-        # rowcount -1: the driver cannot tell (Databricks); 0: the row was no longer ours.
+        # 0: the row was no longer ours.
         if released == 0:
             if self.lost is not None:
                 return  # already raised and logged by the ownership check; there was nothing to release
