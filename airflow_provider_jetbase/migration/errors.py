@@ -131,3 +131,22 @@ class MigrationExecutionError(JetbaseError):
 class MigrationCancelledError(MigrationExecutionError):
     """The run was cancelled from another thread (a task kill or timeout): the running statement was
     cancelled on the server and the file rolled back (``partial`` where the database cannot)."""
+
+
+class PlanMismatchError(JetbaseError):
+    """The plan recomputed under the lock is not the approved one (``plan_hash``): nothing was run.
+    The message says what changed."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class LintFailedError(JetbaseError):
+    """``lint="fail"``: the statements about to run have destructive or risky findings that no
+    ``-- jetbase-lint: allow <rule>`` comment accepts: nothing was run."""
+
+    def __init__(self, message: str, *, findings: tuple[Any, ...]) -> None:
+        super().__init__(message)
+        self.findings = findings
