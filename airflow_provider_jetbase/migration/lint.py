@@ -48,9 +48,7 @@ RULES: dict[str, tuple[str, str]] = {
     ),
     "create-index-not-concurrently": (
         RISKY,
-        "CREATE INDEX without CONCURRENTLY blocks writes to the table while the index builds "
-        "(CONCURRENTLY cannot run inside the transaction each file runs in: split it into its own "
-        "run or accept this)",
+        "CREATE INDEX without CONCURRENTLY blocks writes to the table while the index builds",
     ),
     "transaction-control": (
         RISKY,
@@ -239,6 +237,17 @@ def lint_plan(steps: Sequence[PlannedFile], dialect: str, direction: str) -> tup
                     _finding("mixed-ddl-dml", f.relpath, max(first_line.values()), anywhere, detail)
                 )
     return tuple(findings)
+
+
+def summary(findings: Sequence[LintFinding]) -> str:
+    """``"2 destructive (1 accepted), 4 risky, 1 not linted"``, or ``"no findings"``."""
+    parts = []
+    for severity, label in ((DESTRUCTIVE, "destructive"), (RISKY, "risky"), (INFO, "not linted")):
+        found = [f for f in findings if f.severity == severity]
+        accepted = sum(f.accepted for f in found)
+        if found:
+            parts.append(f"{len(found)} {label}" + (f" ({accepted} accepted)" if accepted else ""))
+    return ", ".join(parts) or "no findings"
 
 
 def findings_table(findings: Sequence[LintFinding]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from airflow_provider_jetbase.migration.lint import findings_table
+from airflow_provider_jetbase.migration.lint import findings_table, summary
 from airflow_provider_jetbase.migration.review import ReviewPlan
 
 DEFAULT_LIMIT = 30_000
@@ -63,7 +63,8 @@ def render(plan: ReviewPlan, limit: int = DEFAULT_LIMIT) -> str:
         )
     if plan.lint:
         header, lint_rows = findings_table(plan.lint)
-        parts.append("\n".join(["#### Lint findings", "", *_table(header, lint_rows)]) + "\n")
+        title = f"#### Lint findings: {summary(plan.lint)}"
+        parts.append("\n".join([title, "", *_table(header, lint_rows)]) + "\n")
     elif steps:
         parts.append("No lint findings.\n")
     if plan.warnings:

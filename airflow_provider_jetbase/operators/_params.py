@@ -133,7 +133,7 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Iter
         return " | ".join(
             f"{cell:>{widths[i]}}" if i in right_aligned else f"{cell:<{widths[i]}}"
             for i, cell in enumerate(cells)
-        )
+        ).rstrip()
 
     separator = "-+-".join("-" * w for w in widths)
     return "\n".join([line(header), separator, *(line(r) for r in rows)])

@@ -141,15 +141,15 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
         a dry run, its hash and lint findings always."""
         if plan is None:
             return {}
-        from airflow_provider_jetbase.migration.lint import findings_table
+        from airflow_provider_jetbase.migration.lint import findings_table, summary
 
         if plan.lint:
             header, rows = findings_table(plan.lint)
             self.log.warning(
-                "Lint of the statements %s on '%s': %d finding(s):\n%s",
+                "Lint of the statements %s on '%s': %s:\n%s",
                 "that would run" if dry_run else "about to run",
                 self.jetbase_conn_id,
-                len(plan.lint),
+                summary(plan.lint),
                 _params.text_table(header, rows),
             )
         review: dict[str, Any] = {
