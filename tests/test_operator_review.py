@@ -124,7 +124,6 @@ def test_lint_fail_operator_leaves_the_database_unchanged(
     ("value", "expected"),
     [
         (None, (None, None)),
-        ("None", (None, None)),
         ("  ab12  ", ("ab12", None)),
         ({"plan_hash": "ab12", "steps": []}, ("ab12", {"plan_hash": "ab12", "steps": []})),
         ('{"plan_hash": "ab12"}', ("ab12", {"plan_hash": "ab12"})),
@@ -142,7 +141,7 @@ def test_plan_hash_parameter_forms(value: Any, expected: Any) -> None:
     assert _params.to_plan_expectation(value) == expected
 
 
-@pytest.mark.parametrize("value", ["{not a plan", {"no_hash": 1}, 42])
+@pytest.mark.parametrize("value", ["{not a plan", {"no_hash": 1}, 42, "", "None", " null "])
 def test_plan_hash_parameter_rejects_other_values(value: Any) -> None:
     with pytest.raises(ParameterError, match="plan_hash"):
         _params.to_plan_expectation(value)

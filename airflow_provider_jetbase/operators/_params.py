@@ -185,9 +185,16 @@ def to_lint_mode(value: Any) -> str:
 def to_plan_expectation(value: Any) -> tuple[str | None, Mapping[str, Any] | None]:
     """``plan_hash`` as (hash, approved plan): the hash alone (``"{{ ti.xcom_pull('plan')['plan_hash']
     }}"``), or the dry run's whole ``plan`` (a dict, its JSON, or the Python repr Jinja renders a dict
-    to), whose differences from the recomputed plan the error then lists."""
-    if is_empty(value):
+    to), whose differences from the recomputed plan the error then lists. ``None``: no check; a
+    template that rendered to nothing (``""``, ``"None"``: the plan task's XCom is missing) is an
+    error, never a silent "no check"."""
+    if value is None:
         return None, None
+    if is_empty(value):
+        raise ParameterError(
+            f"Parameter 'plan_hash' rendered to {value!r}: no approved plan to check against (is the "
+            "plan task's XCom missing?). Leave plan_hash unset (None) to apply without a check"
+        )
     plan: Any = value
     if isinstance(value, str) and value.strip().startswith("{"):
         text = value.strip()
