@@ -141,11 +141,13 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
         a dry run, its hash and lint findings always."""
         if plan is None:
             return {}
-        from airflow_provider_jetbase.migration.lint import findings_table, summary
+        from airflow_provider_jetbase.migration.lint import blocking, findings_table, summary
 
         if plan.lint:
             header, rows = findings_table(plan.lint)
-            self.log.warning(
+            # A WARNING only for what lint="fail" would refuse; accepted and unparsed ones are notes.
+            log = self.log.warning if blocking(plan.lint) else self.log.info
+            log(
                 "Lint of the statements %s on '%s': %s:\n%s",
                 "that would run" if dry_run else "about to run",
                 self.jetbase_conn_id,
