@@ -243,6 +243,8 @@ def lint_plan(steps: Sequence[PlannedFile], dialect: str, direction: str) -> tup
                     parsed = [e for e in sqlglot.parse(statement, read=read) if e is not None]
                 except SqlglotError:
                     parsed = []
+                except Exception:  # noqa: BLE001 - a parser bug must not fail a migration either
+                    parsed = []
                 if not parsed or any(isinstance(e, sqlglot.exp.Command) for e in parsed):
                     findings.append(_finding("not-linted", f.relpath, line, allowed))
                 for expression in parsed:
