@@ -140,3 +140,22 @@ class BaselineRefusedError(JetbaseError):
     def __init__(self, message: str, *, applied: tuple[Any, ...] = ()) -> None:
         super().__init__(message)
         self.applied = applied
+
+
+class PlanMismatchError(JetbaseError):
+    """The plan recomputed under the lock is not the approved one (``plan_hash``): nothing was run.
+    The message says what changed."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class LintFailedError(JetbaseError):
+    """``lint="fail"``: the statements about to run have destructive or risky findings that no
+    ``-- jetbase-lint: allow <rule>`` comment accepts: nothing was run."""
+
+    def __init__(self, message: str, *, findings: tuple[Any, ...]) -> None:
+        super().__init__(message)
+        self.findings = findings

@@ -48,6 +48,7 @@ RUNS_ALWAYS = "RUNS_ALWAYS"
 RUNS_ON_CHANGE = "RUNS_ON_CHANGE"
 
 _DELIMITER_RE = re.compile(r"^--\s*jetbase:\s*delimiter=(.+)$", re.IGNORECASE)
+_LINT_ALLOW_RE = re.compile(r"^--\s*jetbase-lint:\s*allow\s+(.+)$", re.IGNORECASE)
 # String literals are masked before looking for hazards, so "SELECT ';'" is not two statements.
 _STRING_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
@@ -64,6 +65,10 @@ class Section:
     statements: tuple[str, ...]
     start_lines: tuple[int, ...]
     hazards: tuple[str, ...]
+    # Per statement, the lint rules its ``-- jetbase-lint: allow <rule>`` comments accept (whole-line
+    # comments from the end of the previous statement to the end of this one). Comments are not
+    # part of a statement, so accepting a finding never changes the checksum.
+    lint_allows: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,8 @@ def parse_section(lines: list[str], delimiter: str, section: str, relpath: str =
     starts: list[int] = []
     hazards: list[str] = []
     current: list[str] = []
+    allows: list[frozenset[str]] = []
+    allowing: set[str] = set()
     start = 0
     in_section = section == "upgrade"
     for lineno, raw in enumerate(lines, 1):
@@ -232,6 +239,7 @@ def parse_section(lines: list[str], delimiter: str, section: str, relpath: str =
                 in_section = True
             continue
         if not line or line.startswith("--"):
+            allowing.update(lint_allow_rules(line))
             continue
         if not current:
             start = lineno
@@ -242,16 +250,26 @@ def parse_section(lines: list[str], delimiter: str, section: str, relpath: str =
             if statement:
                 statements.append(statement)
                 starts.append(start)
+                allows.append(frozenset(allowing))
                 keyword = transaction_control(statement)
                 if keyword is not None:
                     hazards.append(_transaction_control_hazard(relpath, start, keyword))
             current = []
+            allowing = set()
     if current:
         hazards.append(
             f"{relpath} line {start}: the last {section} statement does not end with the delimiter "
             f"'{delimiter}': Jetbase silently drops it, so it will NOT run"
         )
-    return Section(tuple(statements), tuple(starts), tuple(hazards))
+    return Section(tuple(statements), tuple(starts), tuple(hazards), tuple(allows))
+
+
+def lint_allow_rules(line: str) -> frozenset[str]:
+    """The rules a ``-- jetbase-lint: allow <rule>[, <rule>...]`` comment line accepts (else none)."""
+    match = _LINT_ALLOW_RE.match(line.strip())
+    if match is None:
+        return frozenset()
+    return frozenset(r.strip().lower() for r in re.split(r"[,\s]+", match.group(1)) if r.strip())
 
 
 def _bom_hazard(relpath: str) -> str:
@@ -267,7 +285,12 @@ def parse_lines(lines: list[str], relpath: str = "") -> tuple[str, Section, Sect
     if lines and lines[0].startswith("\ufeff"):
         # Jetbase keeps the mark (str.strip() does not remove it), so the statements and checksum
         # keep it too; only the warning is added.
-        upgrade = Section(upgrade.statements, upgrade.start_lines, (_bom_hazard(relpath), *upgrade.hazards))
+        upgrade = Section(
+            upgrade.statements,
+            upgrade.start_lines,
+            (_bom_hazard(relpath), *upgrade.hazards),
+            upgrade.lint_allows,
+        )
     rollback = parse_section(lines, delimiter, "rollback", relpath)
     has_marker = any(_is_rollback_marker(line.strip()) for line in lines)
     return delimiter, upgrade, rollback, has_marker

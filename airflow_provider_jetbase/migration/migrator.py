@@ -20,6 +20,7 @@ real CLI against the same databases), but decided correctly where the CLI loses 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -46,8 +47,10 @@ from airflow_provider_jetbase.migration.dialects import Dialect, dialect_for
 from airflow_provider_jetbase.migration.errors import (
     InvalidArgumentError,
     JetbaseError,
+    LintFailedError,
     MigrationCancelledError,
     MigrationExecutionError,
+    PlanMismatchError,
 )
 from airflow_provider_jetbase.migration.files import (
     VERSIONED,
@@ -58,6 +61,7 @@ from airflow_provider_jetbase.migration.files import (
     transaction_control,
 )
 from airflow_provider_jetbase.migration.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, min_stale_lock_after
+from airflow_provider_jetbase.migration.lint import blocking, findings_table, lint_plan
 from airflow_provider_jetbase.migration.lock import MigrationLock, ensure_lock_tables, force_unlock, read_lock
 from airflow_provider_jetbase.migration.logs import forward_jetbase_logs
 from airflow_provider_jetbase.migration.planner import (
@@ -82,6 +86,13 @@ from airflow_provider_jetbase.migration.results import (
     StatusReport,
     UpgradeResult,
     ValidationReport,
+)
+from airflow_provider_jetbase.migration.review import (
+    ReviewPlan,
+    ReviewRequest,
+    build_review,
+    database_identity,
+    explain_mismatch,
 )
 from airflow_provider_jetbase.migration.sqlite_pragmas import (
     PragmaSplit,
@@ -310,11 +321,54 @@ class Migrator:
         for h in hazards:
             self.logger.warning("%s", h)
 
-    def _plan_upgrade(self, conn: Connection, files: MigrationSet, options: UpgradeOptions) -> UpgradePlan:
-        plan = plan_upgrade(files, self._read_applied(conn), options)
+    def _plan_upgrade(
+        self, files: MigrationSet, applied: list[AppliedMigration], options: UpgradeOptions
+    ) -> UpgradePlan:
+        plan = plan_upgrade(files, applied, options)
         self._check_pragmas(plan.steps, "upgrade")
         self._log_plan(plan.notes, plan.hazards)
         return plan
+
+    def _review(
+        self,
+        command: str,
+        plan: UpgradePlan | RollbackPlan,
+        files: MigrationSet,
+        applied: list[AppliedMigration],
+        options: Any,
+        review: ReviewRequest,
+    ) -> ReviewPlan:
+        """The plan as a value, checked before anything runs: against the approved ``plan_hash``
+        (PlanMismatchError), then by the lint (LintFailedError with ``lint="fail"``)."""
+        findings = () if review.lint == "off" else lint_plan(plan.steps, self.dialect.name, command)
+        reviewed = build_review(
+            command,
+            database_identity(self.engine.url, self.dialect.name, review.connection_id),
+            plan.version_before,
+            plan.version_after,
+            plan.steps,
+            files,
+            applied,
+            options,
+            findings,
+            plan.warnings,
+        )
+        if review.plan_hash is not None and review.plan_hash != reviewed.plan_hash:
+            message = explain_mismatch(review.plan_hash, review.approved_plan, reviewed)
+            self.logger.error("%s", message)
+            raise PlanMismatchError(message, expected=review.plan_hash, actual=reviewed.plan_hash)
+        refused = blocking(findings) if review.lint == "fail" else ()
+        if refused:
+            header, rows = findings_table(refused)
+            table = "\n".join("  " + " | ".join(row) for row in [header, *rows])
+            message = (
+                f"lint=\"fail\": {len(refused)} finding(s) in the statements about to run, nothing was "
+                f"run ({command}). Accept one on purpose with a '-- jetbase-lint: allow <rule>' comment "
+                f"above its statement:\n{table}"
+            )
+            self.logger.error("%s", message)
+            raise LintFailedError(message, findings=refused)
+        return reviewed
 
     def _check_pragmas(self, steps: tuple[PlannedFile, ...], command: str) -> None:
         if self.dialect.name == "sqlite":
@@ -328,7 +382,11 @@ class Migrator:
         skip_validation: bool = False,
         skip_checksum_validation: bool = False,
         skip_file_validation: bool = False,
+        review: ReviewRequest | None = None,
     ) -> UpgradeResult:
+        """``review``: check the plan against an approved ``plan_hash`` and lint it before anything
+        runs (see migration/review.py); the result's ``plan`` is the reviewed plan either way."""
+        review = review if review is not None else ReviewRequest()
         options = upgrade_options(
             count,
             to_version,
@@ -340,10 +398,16 @@ class Migrator:
         files = self._files()
         with self._connect() as conn:
             if dry_run:
-                return self._dry_upgrade(self._plan_upgrade(conn, files, options))
+                applied = self._read_applied(conn)
+                plan = self._plan_upgrade(files, applied, options)
+                reviewed = self._review("upgrade", plan, files, applied, options, review)
+                return dataclasses.replace(self._dry_upgrade(plan), plan=reviewed)
             self._ensure_tables(conn)
             with self._lock(conn) as lock:
-                return self._run_upgrade(conn, self._plan_upgrade(conn, files, options), lock)
+                applied = self._read_applied(conn)
+                plan = self._plan_upgrade(files, applied, options)
+                reviewed = self._review("upgrade", plan, files, applied, options, review)
+                return dataclasses.replace(self._run_upgrade(conn, plan, lock), plan=reviewed)
 
     @staticmethod
     def _dry_runs(steps: tuple[PlannedFile, ...]) -> tuple[MigrationRun, ...]:
@@ -679,19 +743,30 @@ class Migrator:
 
     # ------------------------------------------------------------------ rollback
     def rollback(
-        self, count: int | None = None, to_version: str | None = None, dry_run: bool = False
+        self,
+        count: int | None = None,
+        to_version: str | None = None,
+        dry_run: bool = False,
+        review: ReviewRequest | None = None,
     ) -> RollbackResult:
+        """``review``: as for :meth:`upgrade`."""
+        review = review if review is not None else ReviewRequest()
         options = rollback_options(count, to_version, strict=self.strict)
         files = self._files()
         with self._connect() as conn:
             if dry_run:
-                return self._rollback(
-                    conn, plan_rollback(files, self._read_applied(conn), options), dry_run=True
-                )
+                applied = self._read_applied(conn)
+                plan = plan_rollback(files, applied, options)
+                reviewed = self._review("rollback", plan, files, applied, options, review)
+                return dataclasses.replace(self._rollback(conn, plan, dry_run=True), plan=reviewed)
             self._ensure_tables(conn)
             with self._lock(conn) as lock:
-                plan = plan_rollback(files, self._read_applied(conn), options)
-                return self._rollback(conn, plan, dry_run=False, lock=lock)
+                applied = self._read_applied(conn)
+                plan = plan_rollback(files, applied, options)
+                reviewed = self._review("rollback", plan, files, applied, options, review)
+                return dataclasses.replace(
+                    self._rollback(conn, plan, dry_run=False, lock=lock), plan=reviewed
+                )
 
     def _rollback(
         self, conn: Connection, plan: RollbackPlan, *, dry_run: bool, lock: MigrationLock | None = None

@@ -53,6 +53,8 @@ class UpgradeResult(_ToDict):
     version_before: str | None
     version_after: str | None
     warnings: tuple[str, ...]
+    # The reviewed plan (migration/review.py's ReviewPlan): what was decided, its hash and lint.
+    plan: Any = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RollbackResult(_ToDict):
     version_before: str | None
     version_after: str | None
     warnings: tuple[str, ...]
+    plan: Any = None  # as UpgradeResult.plan
 
 
 @dataclass(frozen=True)

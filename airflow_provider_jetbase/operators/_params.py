@@ -7,10 +7,12 @@ forms and reject anything else with an error that names the parameter.
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +124,21 @@ def lock_owner(context: Mapping[str, Any]) -> str:
     return f"{dag_id}/{task_id}/{run_id}/{try_number if try_number is not None else '?'}"
 
 
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> str:
+    """A fixed-width table for the task log; columns listed in ``right`` are right-aligned."""
+    right_aligned = set(right)
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(
+            f"{cell:>{widths[i]}}" if i in right_aligned else f"{cell:<{widths[i]}}"
+            for i, cell in enumerate(cells)
+        ).rstrip()
+
+    separator = "-+-".join("-" * w for w in widths)
+    return "\n".join([line(header), separator, *(line(r) for r in rows)])
+
+
 def runs_table(runs: Iterable[MigrationRun]) -> str:
     """A fixed-width table: version, file, statements, milliseconds."""
     rows = [
@@ -133,17 +150,7 @@ def runs_table(runs: Iterable[MigrationRun]) -> str:
         )
         for run in runs
     ]
-    header = ("version", "file", "statements", "ms")
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(4)]
-
-    def line(cells: tuple[str, str, str, str]) -> str:
-        return (
-            f"{cells[0]:<{widths[0]}} | {cells[1]:<{widths[1]}} | "
-            f"{cells[2]:>{widths[2]}} | {cells[3]:>{widths[3]}}"
-        )
-
-    separator = "-+-".join("-" * w for w in widths)
-    return "\n".join([line(header), separator, *(line(r) for r in rows)])
+    return text_table(("version", "file", "statements", "ms"), rows, right=(2, 3))
 
 
 def runs_sql(runs: Iterable[MigrationRun]) -> str:
@@ -165,3 +172,49 @@ def run_summary(run: MigrationRun) -> dict[str, Any]:
         "checksum": run.checksum,
         "duration_ms": round(run.duration_ms, 3),
     }
+
+
+def to_lint_mode(value: Any) -> str:
+    """``"warn"`` (also for an unset value), ``"fail"`` or ``"off"``."""
+    mode = "warn" if is_empty(value) else str(value).strip().lower()
+    if mode not in ("warn", "fail", "off"):
+        raise ParameterError(f"Parameter 'lint' must be 'warn', 'fail' or 'off', got {value!r}")
+    return mode
+
+
+def to_plan_expectation(value: Any) -> tuple[str | None, Mapping[str, Any] | None]:
+    """``plan_hash`` as (hash, approved plan): the hash alone (``"{{ ti.xcom_pull('plan')['plan_hash']
+    }}"``), or the dry run's whole ``plan`` (a dict, its JSON, or the Python repr Jinja renders a dict
+    to), whose differences from the recomputed plan the error then lists. ``None``: no check; a
+    template that rendered to nothing (``""``, ``"None"``: the plan task's XCom is missing) is an
+    error, never a silent "no check"."""
+    if value is None:
+        return None, None
+    if is_empty(value):
+        raise ParameterError(
+            f"Parameter 'plan_hash' rendered to {value!r}: no approved plan to check against (is the "
+            "plan task's XCom missing?). Leave plan_hash unset (None) to apply without a check"
+        )
+    plan: Any = value
+    if isinstance(value, str) and value.strip().startswith("{"):
+        text = value.strip()
+        try:
+            plan = json.loads(text)
+        except ValueError:
+            try:
+                plan = ast.literal_eval(text)  # a literal only: never evaluates code
+            except (ValueError, SyntaxError):
+                raise ParameterError(
+                    "Parameter 'plan_hash' looks like a plan but is neither JSON nor a Python literal"
+                ) from None
+    if isinstance(plan, Mapping):
+        inner = plan.get("plan")
+        if isinstance(inner, Mapping) and "plan_hash" in inner:
+            plan = inner  # the dry run's whole XCom
+        found = plan.get("plan_hash")
+        if not isinstance(found, str):
+            raise ParameterError("Parameter 'plan_hash' is a mapping without a 'plan_hash' string")
+        return found.strip(), plan
+    if isinstance(value, str):
+        return value.strip(), None
+    raise ParameterError(f"Parameter 'plan_hash' must be a plan's hash or the plan itself, got {value!r}")

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_jetbase.migration import Migrator
     from airflow_provider_jetbase.migration.results import MigrationRun
+    from airflow_provider_jetbase.migration.review import ReviewPlan, ReviewRequest
 
 DEFAULT_LOCK_TIMEOUT = 300.0
 ASSET_URI_SCHEME = "jetbase"
@@ -79,6 +80,8 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
         "strict",
         "lock_timeout",
         "stale_lock_after",
+        "plan_hash",
+        "lint",
     )
 
     def __init__(
@@ -93,10 +96,14 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
         lock_timeout: float | str = DEFAULT_LOCK_TIMEOUT,
         stale_lock_after: float | str | None = None,
         skip_pool_check: bool = False,
+        plan_hash: str | dict[str, Any] | None = None,
+        lint: str = "warn",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.skip_pool_check = skip_pool_check
+        self.plan_hash = plan_hash
+        self.lint = lint
         self.jetbase_conn_id = jetbase_conn_id
         self.migrations_dir = os.fspath(migrations_dir)
         self.count = count
@@ -153,6 +160,46 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
             "this task in an Airflow pool with one slot that holds every task migrating this database "
             "(pool='...'), or pass skip_pool_check=True if something else keeps runs apart."
         )
+
+    def _review_request(self) -> ReviewRequest:
+        from airflow_provider_jetbase.migration.review import ReviewRequest
+
+        expected, approved = _params.to_plan_expectation(self.plan_hash)
+        return ReviewRequest(
+            connection_id=self.jetbase_conn_id,
+            lint=_params.to_lint_mode(self.lint),
+            plan_hash=expected,
+            approved_plan=approved,
+        )
+
+    def _review_xcom(self, plan: ReviewPlan | None, dry_run: bool) -> dict[str, Any]:
+        """Logs the lint table; the XCom keys of the review: the plan itself (and its Markdown) in
+        a dry run, its hash and lint findings always."""
+        if plan is None:
+            return {}
+        from airflow_provider_jetbase.migration.lint import blocking, findings_table, summary
+
+        if plan.lint:
+            header, rows = findings_table(plan.lint)
+            # A WARNING only for what lint="fail" would refuse; accepted and unparsed ones are notes.
+            log = self.log.warning if blocking(plan.lint) else self.log.info
+            log(
+                "Lint of the statements %s on '%s': %s:\n%s",
+                "that would run" if dry_run else "about to run",
+                self.jetbase_conn_id,
+                summary(plan.lint),
+                _params.text_table(header, rows),
+            )
+        review: dict[str, Any] = {
+            "plan_hash": plan.plan_hash,
+            "lint": [finding.to_dict() for finding in plan.lint],
+        }
+        if dry_run:
+            from airflow_provider_jetbase.migration.plan_markdown import render
+
+            review["plan"] = plan.to_dict()
+            review["plan_markdown"] = render(plan)
+        return review
 
     def _run_migration(self, migrator: Migrator, call: Any) -> Any:
         """Run ``call`` in a worker thread while this (the task's) thread waits, so a kill or an
@@ -237,8 +284,16 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         three keep exactly the tables the ``jetbase`` CLI leaves. ``True``: always (e.g. to run
         the drift check with ``method="snapshot"`` on PostgreSQL); ``False``: never. A snapshot
         that fails is logged as a WARNING and never fails the task: the migration has succeeded.
+    :param plan_hash: the approved plan's hash (``"{{ ti.xcom_pull('plan')['plan_hash'] }}"``) or
+        the approved plan itself (``"{{ ti.xcom_pull('plan')['plan'] }}"``, which makes a mismatch
+        list exactly what changed): under the lock, the plan is recomputed and, if its hash differs,
+        the task fails before any statement runs. ``None`` (default): no check. Templated.
+    :param lint: ``"warn"`` (default): log the lint findings of the statements about to run;
+        ``"fail"``: fail before anything runs on a destructive or risky finding that no
+        ``-- jetbase-lint: allow <rule>`` comment accepts; ``"off"``. Templated.
     :return: ``{"applied": [...], "versions_applied": [...], "version_before", "version_after",
-        "dry_run", "warnings"}``.
+        "dry_run", "warnings", "plan_hash", "lint": [...]}``; a dry run adds ``"plan"`` (the plan as
+        a value: database, version before, files with their statements) and ``"plan_markdown"``.
     """
 
     def __init__(
@@ -290,6 +345,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         count = _params.to_optional_positive_int("count", self.count)
         to_version = _params.to_optional_str(self.to_version)
         dry_run = _params.to_bool("dry_run", self.dry_run)
+        review = self._review_request()
         migrator = self._migrator(context)
         self._require_mutual_exclusion(migrator, dry_run)
         result = self._run_migration(
@@ -301,6 +357,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
                 skip_validation=self.skip_validation,
                 skip_checksum_validation=self.skip_checksum_validation,
                 skip_file_validation=self.skip_file_validation,
+                review=review,
             ),
         )
         for warning in result.warnings:
@@ -324,6 +381,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             "versions_applied": versions,
             "applied": [_params.run_summary(run) for run in result.applied],
             "warnings": list(result.warnings),
+            **self._review_xcom(result.plan, dry_run),
         }
 
     def _store_schema_snapshot(self, migrator: Migrator, version: str | None) -> None:
@@ -384,20 +442,23 @@ class JetbaseRollbackOperator(_JetbaseMigratorOperator):
         With neither, the engine rolls back one migration, as the ``jetbase`` CLI does.
     :param dry_run: log the rollback SQL, change nothing. Templated.
 
-    Other parameters are those of :class:`JetbaseUpgradeOperator`.
+    Other parameters (``plan_hash`` and ``lint`` too) are those of :class:`JetbaseUpgradeOperator`.
 
     :return: ``{"rolled_back": [...], "versions_rolled_back": [...], "version_before",
-        "version_after", "dry_run", "warnings"}``.
+        "version_after", "dry_run", "warnings", "plan_hash", "lint": [...]}``, plus ``"plan"`` and
+        ``"plan_markdown"`` in a dry run.
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
         count = _params.to_optional_positive_int("count", self.count)
         to_version = _params.to_optional_str(self.to_version)
         dry_run = _params.to_bool("dry_run", self.dry_run)
+        review = self._review_request()
         migrator = self._migrator(context)
         self._require_mutual_exclusion(migrator, dry_run)
         result = self._run_migration(
-            migrator, lambda: migrator.rollback(count=count, to_version=to_version, dry_run=dry_run)
+            migrator,
+            lambda: migrator.rollback(count=count, to_version=to_version, dry_run=dry_run, review=review),
         )
         for warning in result.warnings:
             self.log.warning("%s", warning)
@@ -416,6 +477,7 @@ class JetbaseRollbackOperator(_JetbaseMigratorOperator):
             "versions_rolled_back": [run.version for run in result.rolled_back],
             "rolled_back": [_params.run_summary(run) for run in result.rolled_back],
             "warnings": list(result.warnings),
+            **self._review_xcom(result.plan, dry_run),
         }
 
 
