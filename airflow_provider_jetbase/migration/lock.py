@@ -186,6 +186,11 @@ class MigrationLock:
         self.process_id = make_process_id()
         self.heartbeat = Heartbeat(engine, dialect, interval=heartbeat_interval, logger=logger)
         self.held = False
+        # Built once: check_owned runs it before every file's commit.
+        self._refresh = text(
+            f"UPDATE jetbase_lock SET locked_at = {dialect.now_sql} "  # noqa: S608 - now_sql is a constant
+            "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
+        )
         self.lost: str | None = None
         # The runs committed under this lock, for the error of a release that finds the lock lost.
         self.committed: list[Any] = []
@@ -422,13 +427,12 @@ class MigrationLock:
         if self.heartbeat.lost is not None:
             raise self._lost(self.heartbeat.lost, filename, applied)
         try:
-            conn.execute(
-                text(
-                    f"UPDATE jetbase_lock SET locked_at = {self.dialect.now_sql} "  # noqa: S608 - now_sql is a constant
-                    "WHERE id = 1 AND is_locked = TRUE AND process_id = :p"
-                ),
-                {"p": self.process_id},
-            )
+            refreshed = conn.execute(self._refresh, {"p": self.process_id})
+            # The UPDATE matched our row: it is ours, and row-locked until the commit. This check runs
+            # before every commit, so the proof costs one statement where the driver counts matched
+            # rows reliably; only a miss (or an unreliable count) needs the read that says why.
+            if refreshed.rowcount == 1 and conn.dialect.supports_sane_rowcount:
+                return
             row = conn.execute(_OWNED).first()
         except DBAPIError as exc:
             if is_missing_table_error(conn, exc, "jetbase_lock"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +144,20 @@ def runs_table(runs: Iterable[MigrationRun]) -> str:
 
     separator = "-+-".join("-" * w for w in widths)
     return "\n".join([line(header), separator, *(line(r) for r in rows)])
+
+
+def runs_totals(runs: Sequence[MigrationRun], slowest: int = 5) -> str:
+    """One line for a long run's summary: total and median milliseconds, and the slowest files."""
+    durations = sorted(run.duration_ms for run in runs)
+    middle = len(durations) // 2
+    # Not statistics.median: this module is imported at every DAG parse, and statistics is not cheap.
+    median = durations[middle] if len(durations) % 2 else (durations[middle - 1] + durations[middle]) / 2
+    top = sorted(runs, key=lambda run: run.duration_ms, reverse=True)[:slowest]
+    return (
+        f"{len(durations)} file(s) in {sum(durations) / 1000:.1f} s, median "
+        f"{median:.1f} ms per file; slowest: "
+        + ", ".join(f"{run.filename} ({run.duration_ms:.1f} ms)" for run in top)
+    )
 
 
 def runs_sql(runs: Iterable[MigrationRun]) -> str:
