@@ -56,7 +56,7 @@ from sqlalchemy.engine import URL, make_url
 CONN_ID = "jb_bench"
 MARKER = "BENCH_RESULT "
 METHODS = ("operator", "raw", "cli")
-SECONDS = ("work", "task_work", "apply", "utd", "utd_task", "utd_inproc")
+SECONDS = ("work", "task_work", "cpu", "task_cpu", "apply", "utd", "utd_task", "utd_inproc")
 DAG_TEMPLATE = '''"""Benchmark DAG written by benchmarks/bench_operator.py."""
 import datetime as dt
 
@@ -127,7 +127,13 @@ def _child_operator(dag_file: str, dag_id: str, target: str, profile: bool) -> d
                 out.write(f"\n### operator {label}, sorted by {sort}\n")
                 pstats.Stats(prof, stream=out).strip_dirs().sort_stats(sort).print_stats(40)
         sys.stderr.write(out.getvalue())
-    return {"seconds": seconds, "task": task_seconds[0], "state": str(dag_run.state), "queries": counter[0]}
+    return {
+        "seconds": seconds,
+        "task": task_seconds[0],
+        "task_cpu": task_seconds[1],
+        "state": str(dag_run.state),
+        "queries": counter[0],
+    }
 
 
 def _profile_engine_thread() -> Any:
@@ -153,15 +159,16 @@ def _time_task_runner() -> list[float]:
     starts an in-process API server (~1-10 s on a loaded machine), shared by both runs but noisy."""
     from airflow.sdk.execution_time import task_runner
 
-    spent = [0.0]
+    spent = [0.0, 0.0]  # wall seconds, CPU seconds of the process (all threads: the migration's too)
 
     def timing(func: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 return func(*args, **kwargs)
             finally:
                 spent[0] += time.perf_counter() - start
+                spent[1] += time.process_time() - cpu
 
         return wrapper
 
@@ -174,9 +181,9 @@ def _child_raw(kind: str, target: str, folder: str) -> dict[str, Any]:
     from lower_bound import raw_upgrade
 
     url = make_url(target)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     applied = raw_upgrade(kind, url, folder)
-    return {"seconds": time.perf_counter() - start, "applied": applied}
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "applied": applied}
 
 
 def _child_cli_count(target: str) -> dict[str, Any]:
@@ -207,7 +214,12 @@ def _spawn(args: list[str], env: dict[str, str] | None = None, cwd: Path | None 
         output = out.read()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:4])}... exited {proc.returncode}:\n{output[-4000:]}")
-    result: dict[str, Any] = {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "output": output}
+    result: dict[str, Any] = {
+        "wall": wall,
+        "process_cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mib": usage.ru_maxrss / 1024,
+        "output": output,
+    }
     for line in output.splitlines():
         if line.startswith(MARKER):
             result.update(json.loads(line[len(MARKER) :]))
@@ -280,7 +292,7 @@ def measure(
         if method == "raw":
             run = bench.raw_run(kind, url, folder)
             check_state(url, n)
-            return {"work": run["seconds"], "rss": run["rss_mib"]}
+            return {"work": run["seconds"], "cpu": run["cpu"], "rss": run["rss_mib"]}
         if method == "operator":
             apply = bench.operator_run(kind, url, n, folder)
             check_state(url, n)
@@ -288,6 +300,8 @@ def measure(
             return {
                 "work": apply["seconds"] - same["seconds"],
                 "task_work": apply["task"] - same["task"],
+                "cpu": apply["process_cpu"] - same["process_cpu"],
+                "task_cpu": apply["task_cpu"] - same["task_cpu"],
                 "apply": apply["seconds"],
                 "utd": same["seconds"],
                 "utd_task": same["task"],
@@ -304,6 +318,7 @@ def measure(
         counted = bench.cli_count(project, url)
         return {
             "work": apply["wall"] - same["wall"],
+            "cpu": apply["process_cpu"] - same["process_cpu"],
             "apply": apply["wall"],
             "utd": same["wall"],
             "utd_inproc": counted["seconds"],
@@ -383,6 +398,8 @@ def report(results: Any, kinds: list[str], ns: list[int], methods: list[str], re
             "work",
             "ms/migr.",
             "task work",
+            "work CPU",
+            "task CPU",
             "applying run",
             "up-to-date run",
             "peak RSS",
@@ -401,6 +418,8 @@ def report(results: Any, kinds: list[str], ns: list[int], methods: list[str], re
                         fmt_s(m["work"]),
                         f"{m['work'] / n * 1000:.3f}",
                         fmt_s(m["task_work"]) if "task_work" in m else "-",
+                        fmt_s(m["cpu"]),
+                        fmt_s(m["task_cpu"]) if "task_cpu" in m else "-",
                         fmt_s(m["apply"]) if "apply" in m else "-",
                         fmt_s(m["utd"]) if "utd" in m else "-",
                         f"{m['rss']:.0f} MiB",
@@ -410,7 +429,9 @@ def report(results: Any, kinds: list[str], ns: list[int], methods: list[str], re
         f"\nMedian of {repeat} run(s) per cell. work = applying run - up-to-date run (operator: of "
         "dag.test(); cli: of the process); raw: its loop. task work: the same difference of Airflow's "
         "task_runner.run + finalize inside dag.test() (without the in-process API server's start-up "
-        "noise). Peak RSS of the applying process.\n"
+        "noise). work CPU: the same difference of the client process's CPU time (raw: of its loop), far "
+        "less sensitive than wall time to a shared disk; task CPU: of task_runner.run + finalize (all "
+        "threads). Peak RSS of the applying process.\n"
     )
     print(table.render_markdown())
     if {"operator", "raw", "cli"} <= set(methods):
@@ -425,6 +446,8 @@ def report(results: Any, kinds: list[str], ns: list[int], methods: list[str], re
                 "task: operator/raw",
                 "task: cli/operator",
                 "targets (task)",
+                "CPU: operator/raw",
+                "CPU: cli/operator",
             ],
             [],
         )
@@ -443,6 +466,8 @@ def report(results: Any, kinds: list[str], ns: list[int], methods: list[str], re
                         fmt_ratio(t / r),
                         fmt_ratio(c / t),
                         _met(t, r, c),
+                        fmt_ratio(med[(kind, n, "operator")]["cpu"] / med[(kind, n, "raw")]["cpu"]),
+                        fmt_ratio(med[(kind, n, "cli")]["cpu"] / med[(kind, n, "operator")]["cpu"]),
                     ]
                 )
         print("\nRatios (targets: operator/raw <= 1.3x; cli/operator >= 3x wherever cli/raw > 3x):\n")
