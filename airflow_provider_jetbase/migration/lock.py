@@ -185,6 +185,8 @@ class MigrationLock:
         self.process_id = make_process_id()
         self.heartbeat = Heartbeat(engine, dialect, interval=heartbeat_interval, logger=logger)
         self.held = False
+        # Built once: check_owned runs it before every file's commit.
+        self._refresh = dialect.refresh_lock_stmt
         self.lost: str | None = None
         # The runs committed under this lock, for the error of a release that finds the lock lost.
         self.committed: list[Any] = []
@@ -421,7 +423,12 @@ class MigrationLock:
         if self.heartbeat.lost is not None:
             raise self._lost(self.heartbeat.lost, filename, applied)
         try:
-            conn.execute(self.dialect.refresh_lock_stmt, {"p": self.process_id})
+            refreshed = conn.execute(self._refresh, {"p": self.process_id})
+            # The UPDATE matched our row: it is ours, and row-locked until the commit. This check runs
+            # before every commit, so the proof costs one statement where the driver counts matched
+            # rows reliably; only a miss (or an unreliable count) needs the read that says why.
+            if refreshed.rowcount == 1 and conn.dialect.supports_sane_rowcount:
+                return
             row = conn.execute(dialects.LOCK_OWNER).first()
         except DBAPIError as exc:
             if is_missing_table_error(conn, exc, "jetbase_lock"):

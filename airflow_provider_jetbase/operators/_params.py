@@ -153,6 +153,20 @@ def runs_table(runs: Iterable[MigrationRun]) -> str:
     return text_table(("version", "file", "statements", "ms"), rows, right=(2, 3))
 
 
+def runs_totals(runs: Sequence[MigrationRun], slowest: int = 5) -> str:
+    """One line for a long run's summary: total and median milliseconds, and the slowest files."""
+    durations = sorted(run.duration_ms for run in runs)
+    middle = len(durations) // 2
+    # Not statistics.median: this module is imported at every DAG parse, and statistics is not cheap.
+    median = durations[middle] if len(durations) % 2 else (durations[middle - 1] + durations[middle]) / 2
+    top = sorted(runs, key=lambda run: run.duration_ms, reverse=True)[:slowest]
+    return (
+        f"{len(durations)} file(s) in {sum(durations) / 1000:.1f} s, median "
+        f"{median:.1f} ms per file; slowest: "
+        + ", ".join(f"{run.filename} ({run.duration_ms:.1f} ms)" for run in top)
+    )
+
+
 def runs_sql(runs: Iterable[MigrationRun]) -> str:
     """The SQL a dry run would execute, file by file, one statement per line ending in ';'."""
     parts = []

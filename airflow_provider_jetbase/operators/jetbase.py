@@ -246,6 +246,11 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
             after,
             _params.runs_table(runs),
         )
+        from airflow_provider_jetbase.migration.progress import SHORT_RUN_FILES
+
+        if len(runs) > SHORT_RUN_FILES and not dry_run:
+            # A long run logged progress, not a line per file: say where the time went.
+            self.log.info("Summary: %s", _params.runs_totals(runs))
         if dry_run:
             self.log.info("Dry run: SQL that would be executed:\n%s", _params.runs_sql(runs))
 
