@@ -105,6 +105,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_jetbase.operators.jetbase",
                     "airflow_provider_jetbase.operators.drift",
+                    "airflow_provider_jetbase.operators.fleet",
                 ],
             }
         ],

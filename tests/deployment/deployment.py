@@ -133,6 +133,9 @@ class Slot:
         )
 
 
+FLEET_SIZE = 12
+FLEET_MYSQL = frozenset({1, 4, 5, 8, 10})
+
 # name -> (kind, driver): every slot is a fresh database of its own.
 SLOTS: dict[str, tuple[str, str]] = {
     "upgrade": ("postgres", "psycopg2"),
@@ -144,6 +147,13 @@ SLOTS: dict[str, tuple[str, str]] = {
     "secrets": ("postgres", "psycopg2"),
     "sensor": ("postgres", "psycopg2"),
     "sensor_timeout": ("postgres", "psycopg2"),
+    # test_fleet.py: one mapped upgrade over jbd_fleet_00 .. jbd_fleet_11 (MariaDB where listed).
+    **{
+        f"fleet_{n:02d}": (("mysql", "pymysql") if n in FLEET_MYSQL else ("postgres", "psycopg2"))
+        for n in range(FLEET_SIZE)
+    },
+    # test_version_watcher.py: the version-change trigger watches it; the jetbase CLI changes it.
+    "watch": ("postgres", "psycopg2"),
 }
 
 
