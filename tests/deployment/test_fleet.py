@@ -98,6 +98,9 @@ def fleet_run(deployment: Deployment) -> dict[str, Any]:
     run_id = deployment.trigger(DAG, {})
     run = deployment.wait_run(DAG, run_id, timeout=400)
     mapped = deployment.api("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/migrate/listMapped?limit=100")
+    took = (_parse(run["end_date"]) - _parse(run["start_date"])).total_seconds()
+    print(f"\nfleet run: {FLEET_SIZE} databases in {took:.1f} s")  # shown with -s
+    print(deployment.task_log(DAG, run_id, "summary", 1)[-3000:])
     return {"run_id": run_id, "run": run, "mapped": mapped["task_instances"], "fleet": fleet}
 
 
