@@ -219,11 +219,13 @@ class Deployment:
         value = entry["value"]
         return json.loads(value) if isinstance(value, str) else value
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
-        """The task's log as the UI shows it (the API's log endpoint), one line per event."""
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        """The task's log as the UI shows it (the API's log endpoint), one line per event;
+        ``map_index`` for a mapped task instance."""
         payload = self.api(
             "GET",
-            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}?full_content=true",
+            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}"
+            f"?full_content=true&map_index={map_index}",
         )
         content = payload["content"]
         if isinstance(content, str):
