@@ -106,6 +106,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_jetbase.operators.jetbase",
                     "airflow_provider_jetbase.operators.drift",
                     "airflow_provider_jetbase.operators.baseline",
+                    "airflow_provider_jetbase.operators.fleet",
                 ],
             }
         ],

@@ -72,6 +72,7 @@ def test_provider_info_shape() -> None:
         "airflow_provider_jetbase.operators.jetbase",
         "airflow_provider_jetbase.operators.drift",
         "airflow_provider_jetbase.operators.baseline",
+        "airflow_provider_jetbase.operators.fleet",
         "airflow_provider_jetbase.sensors.jetbase",
         "airflow_provider_jetbase.triggers.jetbase",
     }

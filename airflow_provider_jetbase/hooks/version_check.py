@@ -25,9 +25,10 @@ class VersionChecker:
     the rows are short (5,000 of them cost ~10-20 ms).
     """
 
-    def __init__(self, jetbase_conn_id: str, target_version: str) -> None:
+    def __init__(self, jetbase_conn_id: str, target_version: str | None = None) -> None:
         self.jetbase_conn_id = jetbase_conn_id
-        self.target_version = str(target_version)
+        # None: a checker that only reads versions (versions()), as the version-change trigger.
+        self.target_version = None if target_version is None else str(target_version)
         self._engine: Engine | None = None
 
     def check(self) -> tuple[bool, str | None]:
@@ -37,8 +38,26 @@ class VersionChecker:
         from airflow_provider_jetbase.migration.state import fetch_current_version
         from airflow_provider_jetbase.migration.versions import normalise_version, version_key
 
+        if self.target_version is None:
+            raise ValueError("VersionChecker.check() needs a target_version")
         # An invalid target fails before any I/O, naming the parameter.
         target = version_key(normalise_version(self.target_version, "target_version"))
+        with self._engine_().connect() as connection:
+            current = fetch_current_version(connection)
+        return (current is not None and version_key(current) >= target), current
+
+    def versions(self) -> list[str] | None:
+        """Every applied versioned version in Jetbase's version order (ONE query, as check()), or
+        None when the version table does not exist yet. Blocking: call it off the event loop."""
+        from airflow_provider_jetbase.migration.state import fetch_versioned_versions
+        from airflow_provider_jetbase.migration.versions import version_order
+
+        with self._engine_().connect() as connection:
+            found = fetch_versioned_versions(connection)
+        return None if found is None else sorted({v for v in found if v}, key=version_order)
+
+    def _engine_(self) -> Engine:
+        # Built by the first check, in the caller's thread (the connection lookup happens there).
         if self._engine is None:
             from sqlalchemy.pool import NullPool
 
@@ -46,9 +65,7 @@ class VersionChecker:
 
             hook = JetbaseHook(jetbase_conn_id=self.jetbase_conn_id)
             self._engine = hook.get_sqlalchemy_engine({"poolclass": NullPool})
-        with self._engine.connect() as connection:
-            current = fetch_current_version(connection)
-        return (current is not None and version_key(current) >= target), current
+        return self._engine
 
     def close(self) -> None:
         """Dispose of the Engine. With NullPool no connection is pooled, so this does no I/O and is

@@ -127,12 +127,17 @@ def query_or_none(conn: Connection, run: Callable[[], T], table: str = "jetbase_
 def fetch_current_version(conn: Connection) -> str | None:
     """The latest applied VERSIONED version by version order, in ONE query; None when the table is
     missing or holds no versioned row."""
+    versions = fetch_versioned_versions(conn)
+    return latest_version(versions) if versions else None
+
+
+def fetch_versioned_versions(conn: Connection) -> list[str] | None:
+    """Every applied VERSIONED version (unordered), in ONE query; None when the table is missing."""
 
     def run() -> list[str]:
         return [row[0] for row in conn.execute(_CURRENT_VERSION_SQL)]
 
-    versions = query_or_none(conn, run)
-    return latest_version(versions) if versions else None
+    return query_or_none(conn, run)
 
 
 def _to_datetime(value: Any) -> dt.datetime | str | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,10 @@ DEFAULT_LOCK_TIMEOUT = 300.0
 ASSET_URI_SCHEME = "jetbase"
 # Airflow's name for the pool of tasks that name none (airflow.models.pool.Pool.DEFAULT_POOL_NAME).
 DEFAULT_POOL = "default_pool"
+# What a failed upgrade leaves in XCom for a fleet summary (the task's return value is never pushed
+# when it fails); its error text is capped so a long validation report stays a small XCom.
+ERROR_XCOM_KEY = "jetbase_error"
+ERROR_XCOM_MAX_CHARS = 4000
 
 
 def jetbase_asset_uri(jetbase_conn_id: str) -> str:
@@ -60,6 +65,10 @@ def jetbase_asset(jetbase_conn_id: str) -> Asset:
 def jetbase_asset_alias(jetbase_conn_id: str) -> AssetAlias:
     """The outlet alias of the upgrade operator (see the module docstring for why an alias)."""
     return AssetAlias(name=f"jetbase-schema-change:{jetbase_conn_id}")
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
 
 
 class TaskKilledError(JetbaseProviderError):
@@ -296,9 +305,16 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
     :param lint: ``"warn"`` (default): log the lint findings of the statements about to run;
         ``"fail"``: fail before anything runs on a destructive or risky finding that no
         ``-- jetbase-lint: allow <rule>`` comment accepts; ``"off"``. Templated.
-    :return: ``{"applied": [...], "versions_applied": [...], "version_before", "version_after",
-        "dry_run", "warnings", "plan_hash", "lint": [...]}``; a dry run adds ``"plan"`` (the plan as
-        a value: database, version before, files with their statements) and ``"plan_markdown"``.
+    :return: ``{"jetbase_conn_id", "applied": [...], "versions_applied": [...], "version_before",
+        "version_after", "dry_run", "warnings", "duration_ms", "plan_hash", "lint": [...]}``; a dry
+        run adds ``"plan"`` (the plan as a value: database, version before, files with their
+        statements) and ``"plan_markdown"``. When the upgrade fails, the task pushes the XCom
+        ``jetbase_error`` (``ERROR_XCOM_KEY``) instead, for a fleet summary
+        (:class:`~airflow_provider_jetbase.operators.fleet.JetbaseFleetSummaryOperator`).
+
+    Mapped over many databases: ``JetbaseUpgradeOperator.partial(task_id=..., migrations_dir=...)
+    .expand(jetbase_conn_id=[...])``; each mapped task takes its own database's lock and emits its
+    own ``jetbase://<conn_id>`` event (docs/fleets.md).
     """
 
     def __init__(
@@ -353,18 +369,27 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         review = self._review_request()
         migrator = self._migrator(context)
         self._require_mutual_exclusion(migrator, dry_run)
-        result = self._run_migration(
-            migrator,
-            lambda: migrator.upgrade(
-                count=count,
-                to_version=to_version,
-                dry_run=dry_run,
-                skip_validation=self.skip_validation,
-                skip_checksum_validation=self.skip_checksum_validation,
-                skip_file_validation=self.skip_file_validation,
-                review=review,
-            ),
-        )
+        started = time.monotonic()
+        try:
+            result = self._run_migration(
+                migrator,
+                lambda: migrator.upgrade(
+                    count=count,
+                    to_version=to_version,
+                    dry_run=dry_run,
+                    skip_validation=self.skip_validation,
+                    skip_checksum_validation=self.skip_checksum_validation,
+                    skip_file_validation=self.skip_file_validation,
+                    review=review,
+                ),
+            )
+        # Not a kill (the supervisor SIGKILLs seconds later) and not a timeout (a BaseException,
+        # with the migration still to be cancelled by on_kill): nothing to report then.
+        except Exception as exc:
+            if not isinstance(exc, TaskKilledError):
+                self._record_error(context, migrator, exc, _elapsed_ms(started))
+            raise
+        duration_ms = _elapsed_ms(started)
         for warning in result.warnings:
             self.log.warning("%s", warning)
         if result.applied:
@@ -380,6 +405,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             self._store_schema_snapshot(migrator, result.version_after)
             self._emit_schema_change(context, versions, result.version_before, result.version_after)
         return {
+            "jetbase_conn_id": self.jetbase_conn_id,
             "dry_run": dry_run,
             "version_before": result.version_before,
             "version_after": result.version_after,
@@ -387,7 +413,45 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             "applied": [_params.run_summary(run) for run in result.applied],
             "warnings": list(result.warnings),
             **self._review_xcom(result.plan, dry_run),
+            "duration_ms": duration_ms,
         }
+
+    def _record_error(self, context: Context, migrator: Migrator, exc: Exception, duration_ms: float) -> None:
+        """Push the ``jetbase_error`` XCom (what a fleet summary shows for this database): the error,
+        the versions this run committed before it, and the versions before and after as read again on
+        a fresh connection (best effort: the task fails with ``exc`` whatever happens here)."""
+        from airflow_provider_jetbase.migration.versions import latest_version
+
+        applied = [run.version for run in getattr(exc, "applied", ()) if run.version]
+        before: str | None = None
+        after: str | None = None
+        try:
+            from airflow_provider_jetbase.migration.state import fetch_versioned_versions
+
+            with migrator.engine.connect() as connection:
+                present = fetch_versioned_versions(connection) or []
+            after = latest_version(present)
+            before = latest_version(v for v in present if v not in applied)
+        except Exception as read_error:  # noqa: BLE001 - the report must not hide the real error
+            self.log.warning(
+                "Could not read the versions of '%s' after the failure: %s",
+                self.jetbase_conn_id,
+                type(read_error).__name__,
+            )
+        finally:
+            dispose_engine_of(migrator)
+        record = {
+            "jetbase_conn_id": self.jetbase_conn_id,
+            "error": f"{type(exc).__name__}: {exc}"[:ERROR_XCOM_MAX_CHARS],
+            "versions_applied": applied,
+            "version_before": before,
+            "version_after": after,
+            "duration_ms": duration_ms,
+        }
+        try:
+            context["ti"].xcom_push(key=ERROR_XCOM_KEY, value=record)
+        except Exception as push_error:  # noqa: BLE001
+            self.log.warning("Could not push the %s XCom: %s", ERROR_XCOM_KEY, type(push_error).__name__)
 
     def _store_schema_snapshot(self, migrator: Migrator, version: str | None) -> None:
         from airflow_provider_jetbase.drift.replay import REPLAYABLE_DIALECTS

@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 # Triggers run in the triggerer (server side): their base classes are not part of the Task SDK.
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_provider_jetbase.errors import describe_error
 from airflow_provider_jetbase.hooks.version_check import VersionChecker
 
-__all__ = ["JetbaseVersionTrigger", "VersionChecker"]
+__all__ = ["JetbaseVersionChangeTrigger", "JetbaseVersionTrigger", "VersionChecker"]
 
 _NOTHING_LOGGED = object()
 
@@ -95,6 +95,87 @@ class JetbaseVersionTrigger(BaseTrigger):
                         self.target_version,
                         self.poke_interval,
                     )
+                await asyncio.sleep(self.poke_interval)
+        finally:
+            checker.close()
+
+
+class JetbaseVersionChangeTrigger(BaseEventTrigger):
+    """Watches a connection's version table for changes made anywhere (the ``jetbase`` CLI, CI, this
+    provider): for event-driven scheduling, in an ``AssetWatcher`` of an asset that DAGs are
+    scheduled on.
+
+    Each poll is ONE query (:meth:`VersionChecker.versions`: every applied versioned version). The
+    first successful poll is the baseline; every later poll that finds a different set of versions
+    fires ``{"jetbase_conn_id", "version_before", "version_after", "versions_added",
+    "versions_removed"}`` (versions in Jetbase's order; the asset event's extra holds it under
+    ``payload``) and becomes the new baseline, and the trigger goes on watching. A missing version
+    table counts as "no version". A failed poll (database down, bad connection) fires nothing: it
+    is logged once per distinct error and polling goes on.
+
+    The baseline lives in the triggerer's memory: a change made while no triggerer runs this
+    trigger (a restart, a moved trigger) is not reported as a change.
+    """
+
+    def __init__(self, jetbase_conn_id: str, poke_interval: float = 60.0) -> None:
+        super().__init__()
+        self.jetbase_conn_id = jetbase_conn_id
+        self.poke_interval = float(poke_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"jetbase_conn_id": self.jetbase_conn_id, "poke_interval": self.poke_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_jetbase.migration.versions import latest_version
+
+        checker = VersionChecker(self.jetbase_conn_id)
+        baseline: list[str] | None = None
+        last_error: str | None = None
+        try:
+            while True:
+                try:
+                    versions = await asyncio.to_thread(checker.versions) or []
+                # A watcher outlives outages: report, then keep polling (a fresh Engine next time).
+                except Exception as exc:  # noqa: BLE001
+                    checker.close()
+                    message = describe_error(exc)
+                    if message != last_error:
+                        last_error = message
+                        self.log.warning(
+                            "Reading the Jetbase versions of '%s' failed (retrying every %g s): %s",
+                            self.jetbase_conn_id,
+                            self.poke_interval,
+                            message,
+                        )
+                    await asyncio.sleep(self.poke_interval)
+                    continue
+                last_error = None
+                if baseline is None:
+                    self.log.info(
+                        "Watching '%s' for version changes from version %s (checking every %g s)",
+                        self.jetbase_conn_id,
+                        latest_version(versions),
+                        self.poke_interval,
+                    )
+                elif versions != baseline:
+                    event = {
+                        "jetbase_conn_id": self.jetbase_conn_id,
+                        "version_before": latest_version(baseline),
+                        "version_after": latest_version(versions),
+                        "versions_added": [v for v in versions if v not in baseline],
+                        "versions_removed": [v for v in baseline if v not in versions],
+                    }
+                    self.log.info(
+                        "'%s' changed from version %s to %s",
+                        self.jetbase_conn_id,
+                        event["version_before"],
+                        event["version_after"],
+                    )
+                    yield TriggerEvent(event)
+                baseline = versions
                 await asyncio.sleep(self.poke_interval)
         finally:
             checker.close()

@@ -149,6 +149,9 @@ class Slot:
         )
 
 
+FLEET_SIZE = 12
+FLEET_MYSQL = frozenset({1, 4, 5, 8, 10})
+
 # name -> (kind, driver): every slot is a fresh database of its own.
 SLOTS: dict[str, tuple[str, str]] = {
     "upgrade": ("postgres", "psycopg2"),
@@ -166,6 +169,13 @@ SLOTS: dict[str, tuple[str, str]] = {
     "ex_rollback": ("mysql", "pymysql"),
     "ex_wait": ("postgres", "psycopg2"),
     "ex_drift": ("postgres", "psycopg2"),
+    # test_fleet.py: one mapped upgrade over jbd_fleet_00 .. jbd_fleet_11 (MariaDB where listed).
+    **{
+        f"fleet_{n:02d}": (("mysql", "pymysql") if n in FLEET_MYSQL else ("postgres", "psycopg2"))
+        for n in range(FLEET_SIZE)
+    },
+    # test_version_watcher.py: the version-change trigger watches it; the jetbase CLI changes it.
+    "watch": ("postgres", "psycopg2"),
 }
 # The connection ids the example DAGs use, each to a slot of its own (no extra: the examples run as
 # a user copies them).
@@ -239,11 +249,13 @@ class Deployment:
         value = entry["value"]
         return json.loads(value) if isinstance(value, str) else value
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
-        """The task's log as the UI shows it (the API's log endpoint), one line per event."""
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        """The task's log as the UI shows it (the API's log endpoint), one line per event;
+        ``map_index`` for a mapped task instance."""
         payload = self.api(
             "GET",
-            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}?full_content=true",
+            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}"
+            f"?full_content=true&map_index={map_index}",
         )
         content = payload["content"]
         if isinstance(content, str):
@@ -369,7 +381,13 @@ def running_deployment(home: Path) -> Iterator[Deployment]:
     started = time.monotonic()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copytree(DAGS_SOURCE, home / "dags", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(EXAMPLES_SOURCE, home / "dags" / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    # The fleet example is left out: its targets and its version watcher need connections of their
+    # own; test_fleet.py runs the same machinery (mapped upgrade, summary, watcher) with its own DAGs.
+    shutil.copytree(
+        EXAMPLES_SOURCE,
+        home / "dags" / "examples",
+        ignore=shutil.ignore_patterns("__pycache__", "example_jetbase_fleet.py"),
+    )
     with contextlib.ExitStack() as stack:
         metadata_url = stack.enter_context(dbs.fresh_database("postgres"))
         redis_db = stack.enter_context(redis_database())

@@ -60,8 +60,10 @@ def api_task_logs(deployment: Deployment) -> dict[str, str]:
     logs = {}
     for ti in tis:
         for attempt in range(1, int(ti["try_number"]) + 1):
-            key = f"{ti['dag_id']}/{ti['dag_run_id']}/{ti['task_id']}/{attempt}"
-            logs[key] = deployment.task_log(ti["dag_id"], ti["dag_run_id"], ti["task_id"], attempt)
+            key = f"{ti['dag_id']}/{ti['dag_run_id']}/{ti['task_id']}[{ti['map_index']}]/{attempt}"
+            logs[key] = deployment.task_log(
+                ti["dag_id"], ti["dag_run_id"], ti["task_id"], attempt, map_index=ti["map_index"]
+            )
     return logs
 
 

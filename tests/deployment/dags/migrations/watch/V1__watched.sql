@@ -1,0 +1,3 @@
+CREATE TABLE watched (id INT PRIMARY KEY);
+-- rollback
+DROP TABLE watched;

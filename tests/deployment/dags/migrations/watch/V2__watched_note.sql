@@ -1,0 +1,3 @@
+ALTER TABLE watched ADD COLUMN note VARCHAR(20);
+-- rollback
+ALTER TABLE watched DROP COLUMN note;
