@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
-from airflow_provider_jetbase.errors import JetbaseProviderError, ParameterError
+from airflow_provider_jetbase.errors import JetbaseProviderError, ParameterError, describe_error
 from airflow_provider_jetbase.operators import _params
 from airflow_provider_jetbase.operators._base import JetbaseBaseOperator, dispose_engine_of
 
@@ -65,6 +65,14 @@ def jetbase_asset(jetbase_conn_id: str) -> Asset:
 def jetbase_asset_alias(jetbase_conn_id: str) -> AssetAlias:
     """The outlet alias of the upgrade operator (see the module docstring for why an alias)."""
     return AssetAlias(name=f"jetbase-schema-change:{jetbase_conn_id}")
+
+
+def _error_text(exc: BaseException) -> str:
+    # The provider's own messages hold no secret by contract; anything else (a driver's error
+    # through SQLAlchemy) is cut to the driver's message, without the SQL and its parameters.
+    if isinstance(exc, JetbaseProviderError):
+        return f"{type(exc).__name__}: {exc}"
+    return describe_error(exc)
 
 
 def _elapsed_ms(started: float) -> float:
@@ -442,7 +450,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             dispose_engine_of(migrator)
         record = {
             "jetbase_conn_id": self.jetbase_conn_id,
-            "error": f"{type(exc).__name__}: {exc}"[:ERROR_XCOM_MAX_CHARS],
+            "error": _error_text(exc)[:ERROR_XCOM_MAX_CHARS],
             "versions_applied": applied,
             "version_before": before,
             "version_after": after,
@@ -465,7 +473,6 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         if not wanted:
             return
         from airflow_provider_jetbase.drift import store_snapshot
-        from airflow_provider_jetbase.errors import describe_error
 
         try:
             stored = store_snapshot(engine, version=version)

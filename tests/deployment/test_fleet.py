@@ -18,7 +18,8 @@ from tests.deployment.deployment import DAGS_SOURCE, FLEET_MYSQL, FLEET_SIZE, De
 pytestmark = pytest.mark.deployment
 
 DAG = "jbdeploy_fleet"
-FLEET_DAGS = (DAG, "jbdeploy_fleet_on_changed", "jbdeploy_fleet_on_current")
+SERIAL = "jbdeploy_fleet_serial"
+FLEET_DAGS = (DAG, SERIAL, "jbdeploy_fleet_on_changed", "jbdeploy_fleet_on_current")
 MIGRATIONS = DAGS_SOURCE / "migrations" / "fleet"
 ALL = ["1", "2", "3"]
 UP_TO_DATE = {"fleet_00", "fleet_05", "fleet_09"}  # PostgreSQL, MariaDB, PostgreSQL
@@ -188,3 +189,27 @@ def test_each_changed_database_emits_its_own_asset_event_and_only_its_consumer_r
     # The up-to-date database emitted nothing: its consumer never ran (the scheduler had the time
     # it took to create and finish the other consumer's run).
     assert _runs(deployment, "jbdeploy_fleet_on_current") == [], CURRENT_CONN
+
+
+def test_a_second_fleet_run_one_at_a_time_changes_nothing_and_emits_nothing(
+    deployment: Deployment, fleet_run: dict[str, Any]
+) -> None:
+    fleet: dict[str, Slot] = fleet_run["fleet"]
+    run_id = deployment.trigger(SERIAL, {})
+    deployment.wait_run(SERIAL, run_id, timeout=400)
+    mapped = deployment.api(
+        "GET", f"/dags/{SERIAL}/dagRuns/{run_id}/taskInstances/migrate/listMapped?limit=100"
+    )["task_instances"]
+    # max_active_tis_per_dagrun=1 with two idle workers: the bound, not the workers, decides.
+    assert _max_overlap([(_parse(ti["start_date"]), _parse(ti["end_date"])) for ti in mapped]) == 1
+    rows = {row["database"]: row for row in deployment.xcom(SERIAL, run_id, "summary")["databases"]}
+    broken = fleet[BROKEN].conn_id
+    assert rows[broken]["status"] == "failed"
+    assert {c: (r["status"], r["applied"]) for c, r in rows.items() if c != broken} == {
+        slot.conn_id: ("up to date", []) for name, slot in fleet.items() if name != BROKEN
+    }
+    events = deployment.api("GET", f"/assets/events?source_dag_id={SERIAL}&limit=100")["asset_events"]
+    assert events == []
+    for name, slot in fleet.items():
+        rows_, _ = _version_rows(slot.url)
+        assert rows_ == [(v, 1) for v in (["1"] if name == BROKEN else ALL)], (name, rows_)

@@ -1,7 +1,8 @@
 """The fleet DAGs of the deployment tier (test_fleet.py, test_version_watcher.py).
 
 - ``jbdeploy_fleet``: lists the connections ``jbd_fleet_NN`` of the worker's environment, upgrades
-  each in its own mapped task (two at a time), and reduces the mapped XComs into one summary.
+  each in its own mapped task (two at a time), and reduces the mapped XComs into one summary;
+  ``jbdeploy_fleet_serial`` is the same, one database at a time.
 - ``jbdeploy_fleet_on_changed`` / ``jbdeploy_fleet_on_current``: scheduled on the schema asset of
   one database the fleet run changes, and of one that is already up to date.
 - ``jbdeploy_watch_consumer``: scheduled on an asset whose watcher is the version-change trigger,
@@ -61,15 +62,18 @@ def record_triggering_events(**context: Any) -> list[dict[str, Any]]:
     ]
 
 
-with _dag("jbdeploy_fleet", None, default_args={"retries": 0}):
-    targets = list_targets()
-    migrate = JetbaseUpgradeOperator.partial(
-        task_id="migrate", migrations_dir="migrations/fleet", max_active_tis_per_dagrun=2
-    ).expand(jetbase_conn_id=targets)
-    summary = JetbaseFleetSummaryOperator(
-        task_id="summary", upgrade_task_id="migrate", jetbase_conn_ids=targets
-    )
-    migrate >> summary
+# The same fleet two databases at a time (two workers), and one at a time (the bound, not the
+# number of workers, decides).
+for dag_id, at_once in (("jbdeploy_fleet", 2), ("jbdeploy_fleet_serial", 1)):
+    with _dag(dag_id, None, default_args={"retries": 0}):
+        targets = list_targets()
+        migrate = JetbaseUpgradeOperator.partial(
+            task_id="migrate", migrations_dir="migrations/fleet", max_active_tis_per_dagrun=at_once
+        ).expand(jetbase_conn_id=targets)
+        summary = JetbaseFleetSummaryOperator(
+            task_id="summary", upgrade_task_id="migrate", jetbase_conn_ids=targets
+        )
+        migrate >> summary
 
 
 CONSUMERS = {"jbdeploy_fleet_on_changed": CHANGED_CONN, "jbdeploy_fleet_on_current": CURRENT_CONN}
