@@ -10,23 +10,21 @@ as they are.
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jetbase.errors import ParameterError
 from airflow_provider_jetbase.operators import _params
-from airflow_provider_jetbase.operators._base import JetbaseBaseOperator, dispose_engine_of
-from airflow_provider_jetbase.operators.jetbase import DEFAULT_LOCK_TIMEOUT, TaskKilledError
+from airflow_provider_jetbase.operators._base import CancellableMigrationOperator
+from airflow_provider_jetbase.operators.jetbase import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_jetbase.migration import Migrator
     from airflow_provider_jetbase.migration.results import BaselineResult
 
 
-class JetbaseBaselineOperator(JetbaseBaseOperator):
+class JetbaseBaselineOperator(CancellableMigrationOperator):
     """Record the versioned files up to and including ``to_version`` as applied, WITHOUT running
     them, on a database that has no applied migrations (Flyway's and Atlas's "baseline").
 
@@ -60,6 +58,7 @@ class JetbaseBaselineOperator(JetbaseBaseOperator):
         "stale_lock_after",
     )
     ui_color = "#e8f4fd"
+    _killed_while = "during the baseline of"
 
     def __init__(
         self,
@@ -80,7 +79,6 @@ class JetbaseBaselineOperator(JetbaseBaseOperator):
         self.dry_run = dry_run  # type: ignore[assignment,method-assign]
         self.lock_timeout = lock_timeout
         self.stale_lock_after = stale_lock_after
-        self._running: Migrator | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
@@ -101,7 +99,7 @@ class JetbaseBaselineOperator(JetbaseBaseOperator):
             logger=self._engine_logger(),
         )
         try:
-            result = self._run(migrator, lambda: migrator.baseline(to_version, dry_run=dry_run))
+            result = self._run_migration(migrator, lambda: migrator.baseline(to_version, dry_run=dry_run))
         except BaselineRefusedError as exc:
             # The engine knows the database, not the Airflow connection: name it for the reader.
             raise BaselineRefusedError(
@@ -116,27 +114,6 @@ class JetbaseBaselineOperator(JetbaseBaseOperator):
             "not_recorded": list(result.not_recorded),
             "pending": list(result.pending),
         }
-
-    def _run(self, migrator: Migrator, call: Callable[[], BaselineResult]) -> BaselineResult:
-        """In a worker thread, as the upgrade runs: a kill or timeout cancels the lock wait or the
-        INSERTs on the server, the transaction rolls back and the lock is released."""
-        from airflow_provider_jetbase.migration.cancel import run_cancellable
-
-        self._running = migrator
-        try:
-            return run_cancellable(call, migrator.canceller, logger=self._engine_logger())
-        finally:
-            self._running = None
-            dispose_engine_of(migrator)
-
-    def on_kill(self) -> None:
-        # As JetbaseUpgradeOperator.on_kill (see there for how Airflow 3.3 calls it).
-        migrator = self._running
-        if migrator is None:
-            return
-        done = migrator.cancel("the task was killed")
-        if threading.current_thread() is threading.main_thread():
-            raise TaskKilledError(f"Task killed during the baseline of '{self.jetbase_conn_id}': {done}")
 
     def _log_result(self, result: BaselineResult) -> None:
         from airflow_provider_jetbase.migration.baseline import rows_table

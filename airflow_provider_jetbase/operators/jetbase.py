@@ -24,7 +24,6 @@ folder is deployed.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,12 @@ from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
 from airflow_provider_jetbase.errors import JetbaseProviderError, ParameterError, describe_error
 from airflow_provider_jetbase.operators import _params
-from airflow_provider_jetbase.operators._base import JetbaseBaseOperator, dispose_engine_of
+from airflow_provider_jetbase.operators._base import (
+    CancellableMigrationOperator,
+    JetbaseBaseOperator,
+    TaskKilledError,
+    dispose_engine_of,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -79,11 +83,7 @@ def _elapsed_ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
-class TaskKilledError(JetbaseProviderError):
-    """Raised in the task thread when Airflow kills the task, so the engine releases its lock."""
-
-
-class _JetbaseMigratorOperator(JetbaseBaseOperator):
+class _JetbaseMigratorOperator(CancellableMigrationOperator):
     """Shared set-up: parameters rendered from templates, the Migrator, and clean kills."""
 
     ui_color = "#e8f4fd"
@@ -131,8 +131,6 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
         self.strict = strict
         self.lock_timeout = lock_timeout
         self.stale_lock_after = stale_lock_after
-        self._running: Migrator | None = None
-        self._kill_requested = False
 
     def _migrator(self, context: Context) -> Migrator:
         from airflow_provider_jetbase.hooks.jetbase import JetbaseHook
@@ -217,35 +215,6 @@ class _JetbaseMigratorOperator(JetbaseBaseOperator):
             review["plan"] = plan.to_dict()
             review["plan_markdown"] = render(plan)
         return review
-
-    def _run_migration(self, migrator: Migrator, call: Any) -> Any:
-        """Run ``call`` in a worker thread while this (the task's) thread waits, so a kill or an
-        ``execution_timeout`` reaches us at once even while the driver is blocked in C; either one
-        cancels the running statement on the server (see on_kill and migration.cancel)."""
-        from airflow_provider_jetbase.migration.cancel import run_cancellable
-
-        self._running = migrator
-        try:
-            return run_cancellable(call, migrator.canceller, logger=self._engine_logger())
-        finally:
-            self._running = None
-            dispose_engine_of(migrator)
-
-    def on_kill(self) -> None:
-        # What this relies on, in Airflow 3.3's airflow/sdk/execution_time/task_runner.py: `_on_term`
-        # (the SIGTERM handler) calls ti.task.on_kill() in the task's main thread, which here waits
-        # for the migration thread, and the supervisor SIGKILLs about 5 s later; `_execute_task` runs
-        # execute() under `timeout()` (SIGALRM raising AirflowTaskTimeout there) and calls on_kill()
-        # after it. So: cancel the running statement on the server now, then raise so this thread
-        # stops waiting; run_cancellable gives the migration a moment to roll back and release the
-        # jetbase_lock row, and notes on the exception what happened.
-        migrator = self._running
-        if migrator is None or self._kill_requested:
-            return
-        done = migrator.cancel("the task was killed")
-        if threading.current_thread() is threading.main_thread():
-            self._kill_requested = True
-            raise TaskKilledError(f"Task killed while migrating '{self.jetbase_conn_id}': {done}")
 
     def _log_runs(
         self, verb: str, runs: Sequence[MigrationRun], dry_run: bool, before: Any, after: Any
