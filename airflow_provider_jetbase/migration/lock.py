@@ -38,6 +38,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -414,14 +415,16 @@ class MigrationLock:
         )
 
     def check_owned(
-        self, conn: Connection, filename: str | None = None, applied: tuple[Any, ...] = ()
+        self, conn: Connection, filename: str | None = None, applied: Sequence[Any] = ()
     ) -> None:
         """Inside the caller's transaction: refresh ``locked_at`` and prove the row is still ours (the
-        UPDATE row-locks it on PostgreSQL and MySQL until the commit). Raises LockLostError."""
+        UPDATE row-locks it on PostgreSQL and MySQL until the commit). Raises LockLostError.
+        ``applied`` (the run's files so far) is copied only for an error: copying it before every
+        commit would make a run quadratic in its number of files."""
         if not self.dialect.supports_lock or not self.held:
             return
         if self.heartbeat.lost is not None:
-            raise self._lost(self.heartbeat.lost, filename, applied)
+            raise self._lost(self.heartbeat.lost, filename, tuple(applied))
         try:
             refreshed = conn.execute(self._refresh, {"p": self.process_id})
             # The UPDATE matched our row: it is ours, and row-locked until the commit. This check runs
@@ -432,13 +435,13 @@ class MigrationLock:
             row = conn.execute(dialects.LOCK_OWNER).first()
         except DBAPIError as exc:
             if is_missing_table_error(conn, exc, "jetbase_lock"):
-                raise self._lost("the jetbase_lock table was dropped", filename, applied) from exc
+                raise self._lost("the jetbase_lock table was dropped", filename, tuple(applied)) from exc
             raise
         if row is None:
-            raise self._lost("the jetbase_lock row (id = 1) was deleted", filename, applied)
+            raise self._lost("the jetbase_lock row (id = 1) was deleted", filename, tuple(applied))
         if not row.is_locked or row.process_id != self.process_id:
             now = f"held by process_id {row.process_id}" if row.is_locked else "free (unlocked by force?)"
-            raise self._lost(f"the lock is now {now}", filename, applied)
+            raise self._lost(f"the lock is now {now}", filename, tuple(applied))
 
     # ------------------------------------------------------------------ releasing
     def _release_on(self, conn: Connection) -> int:

@@ -540,9 +540,9 @@ class Migrator:
             if self.dialect.name == "sqlite":
                 # Takes SQLite's write lock for the whole file, so no waiter can write (take over)
                 # between this refresh of locked_at and the one before the commit.
-                lock.check_owned(conn, f.relpath, tuple(done))
+                lock.check_owned(conn, f.relpath, done)
             elif lock.heartbeat.lost is not None:
-                lock.check_owned(conn, f.relpath, tuple(done))
+                lock.check_owned(conn, f.relpath, done)
             with self.canceller.running(conn):
                 for number in range(split.leading + 1, split.trailing + 1):
                     # A cancelled statement may "succeed" (MariaDB's SLEEP returns 1 when killed).
@@ -553,7 +553,7 @@ class Migrator:
             if self.canceller.requested.is_set():
                 raise _Cancelled
             finish(conn)
-            lock.check_owned(conn, f.relpath, tuple(done))
+            lock.check_owned(conn, f.relpath, done)
         except BaseException as exc:
             self._rollback_after_failure(conn, transaction, f)
             cancelled = self.canceller.requested.is_set()
