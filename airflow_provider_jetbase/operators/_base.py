@@ -49,8 +49,8 @@ class TaskKilledError(JetbaseProviderError):
 class CancellableMigrationOperator(JetbaseBaseOperator):
     """An operator whose Migrator call a kill or an ``execution_timeout`` cancels on the server."""
 
-    # What the kill message says the task was doing, e.g. "while migrating 'conn'".
-    _killed_while = "while migrating"
+    # The TaskKilledError message: {conn} is the connection id, {done} what the cancel did.
+    _kill_message = "Task killed while migrating '{conn}': {done}"
     _running: Migrator | None = None
     _kill_requested = False
 
@@ -81,7 +81,7 @@ class CancellableMigrationOperator(JetbaseBaseOperator):
         done = migrator.cancel("the task was killed")
         if threading.current_thread() is threading.main_thread():
             self._kill_requested = True
-            raise TaskKilledError(f"Task killed {self._killed_while} '{self.jetbase_conn_id}': {done}")
+            raise TaskKilledError(self._kill_message.format(conn=self.jetbase_conn_id, done=done))
 
 
 def dispose_engine_of(holder: Any) -> None:

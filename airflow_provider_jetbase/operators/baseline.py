@@ -58,7 +58,7 @@ class JetbaseBaselineOperator(CancellableMigrationOperator):
         "stale_lock_after",
     )
     ui_color = "#e8f4fd"
-    _killed_while = "during the baseline of"
+    _kill_message = "Task killed during the baseline of '{conn}': {done}"
 
     def __init__(
         self,
