@@ -786,32 +786,3 @@ def test_postgres_schema_via_search_path_option(
         broken = JetbaseProject(tmp_path / "cli_schema", url, postgres_schema="myschema")
         broken.copy_migrations_from(project.migrations_dir)
         broken.current().assert_failed_with("syntax error")
-
-
-# ------------------------------------------------------------------ 10. jetbase's logs reach ours
-
-
-def test_jetbase_logger_records_reach_the_engine_logger(
-    sqlite_url: URL,
-    tmp_path: Path,
-    make_engine: Callable[..., Engine],
-    captured_logger: tuple[logging.Logger, RecordingHandler],
-) -> None:
-    import jetbase.logging  # noqa: F401 - installs jetbase's own handler before the "before" snapshot
-
-    logger, handler = captured_logger
-    jetbase_logger = logging.getLogger("jetbase")
-    state_before = (list(jetbase_logger.handlers), jetbase_logger.propagate, jetbase_logger.level)
-    project = JetbaseProject(tmp_path, sqlite_url)
-    create_table_file(project.migrations_dir, "1", "t1")
-    engine = make_engine(sqlite_url)
-
-    def jetbase_module_logs(*args: Any) -> None:
-        # Stands for any jetbase module that logs while the engine runs its code.
-        logging.getLogger("jetbase.engine.file_parser").warning("probe from jetbase during the run")
-
-    event.listen(engine, "before_cursor_execute", jetbase_module_logs, once=True)
-    new_migrator(engine, project.migrations_dir, logger=logger).upgrade()
-    assert "probe from jetbase during the run" in handler.text(), handler.text()
-    # ...without leaving the process's jetbase logger changed afterwards.
-    assert (list(jetbase_logger.handlers), jetbase_logger.propagate, jetbase_logger.level) == state_before

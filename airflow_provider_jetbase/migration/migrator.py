@@ -63,7 +63,6 @@ from airflow_provider_jetbase.migration.files import (
 from airflow_provider_jetbase.migration.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, min_stale_lock_after
 from airflow_provider_jetbase.migration.lint import blocking, findings_table, lint_plan
 from airflow_provider_jetbase.migration.lock import MigrationLock, ensure_lock_tables, force_unlock, read_lock
-from airflow_provider_jetbase.migration.logs import forward_jetbase_logs
 from airflow_provider_jetbase.migration.planner import (
     PlannedFile,
     RollbackPlan,
@@ -288,7 +287,7 @@ class Migrator:
     # ------------------------------------------------------------------ plumbing
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
-        with forward_jetbase_logs(self.logger), self.engine.connect() as conn:
+        with self.engine.connect() as conn:
             yield conn
 
     def _files(self) -> MigrationSet:

@@ -37,8 +37,8 @@ class JetbaseBaseOperator(BaseOperator):
         )
 
     def _engine_logger(self) -> logging.Logger:
-        # The engine forwards the jetbase package's records with Logger.handle(), which Airflow 3's
-        # structlog-based self.log lacks; a stdlib logger under airflow.task reaches the task log.
+        # The engine takes a stdlib Logger (it has no Airflow import); one under airflow.task reaches
+        # the task log.
         return logging.getLogger(f"airflow.task.operators.{type(self).__module__}.{type(self).__name__}")
 
 
