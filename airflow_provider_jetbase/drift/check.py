@@ -52,21 +52,16 @@ def _ensure_sqlite_file_exists(engine: Engine) -> None:
 
 
 def _database_now(engine: Engine) -> dt.datetime | None:
-    """The database's own clock, in the terms ``jetbase_lock.locked_at`` is written in."""
-    queries = {
-        "postgresql": "SELECT LOCALTIMESTAMP",
-        "mysql": "SELECT NOW(6)",
-        "sqlite": "SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'now')",
-        "snowflake": "SELECT CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
-    }
-    query = queries.get(dialect_name(engine.dialect.name))
-    if query is None:
-        return None
+    """The database's own clock, read with the very expression ``jetbase_lock.locked_at`` is written
+    with (``Dialect.now_sql``), so the age of a lock never mixes two clocks or two time zones."""
+    from airflow_provider_jetbase.migration.dialects import dialect_for
+
     try:
+        query = f"SELECT {dialect_for(engine).now_sql}"  # noqa: S608 - the dialect's own constant
         with engine.connect() as conn:
             value = conn.exec_driver_sql(query).scalar()
             conn.rollback()
-    except Exception:  # noqa: BLE001 - fall back to the worker's clock
+    except Exception:  # noqa: BLE001 - an unknown dialect or a failing read: the worker's clock
         return None
     return parse_db_timestamp(value)
 
