@@ -2,6 +2,9 @@
 
 Migration cases run on the real PostgreSQL server against a database that already holds one applied
 migration (``V1__base.sql``), so "unchanged" covers the version table, the lock row and a user table.
+The same cases run on ClickHouse 26.x (chdb, over the HTTP interface: tests/clickhouse_server.py)
+too, except those listed above ``BASE_KINDS`` (each with its reason); there "unchanged" covers the
+version table and the user table (Jetbase keeps no lock on ClickHouse).
 A snapshot of the schema and of every row of every table is taken before and compared after.
 Connection cases are pure mapping (no server), except the unreachable server and the wrong password,
 which go to real ports. Snowflake/Databricks cases never reach a cloud service (mapping only).
@@ -55,8 +58,27 @@ DROP TABLE base_t;
 """
 
 
+# Every case on ``base`` runs on each of these, asserting the same thing; where ClickHouse cannot
+# keep the database unchanged the case says what remains. What of the corpus does not run on
+# ClickHouse, and why:
+# - a foreign ``jetbase_lock`` (test_table_of_another_tool_with_the_same_name): Jetbase keeps no lock
+#   on ClickHouse and never reads that table;
+# - the unreachable server and the refused port: they test the PostgreSQL driver's connect_timeout
+#   and refusal, not the database;
+# - the connection-mapping cases: no database is involved, they run once.
+# Not excluded but different: a failed file is not rolled back (no transactions; the case checks
+# what stays), and the operators need a pool there (no lock), which the operator cases give them.
+BASE_KINDS = ("postgres", "clickhouse")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "base" in metafunc.fixturenames:
+        metafunc.parametrize("base_kind", BASE_KINDS)
+
+
 @dataclass
 class Baseline:
+    kind: str
     engine: Engine
     folder: Path
     before: DbSnapshot
@@ -72,13 +94,17 @@ class Baseline:
 
 
 @pytest.fixture
-def base(postgres_url: URL, tmp_path: Path) -> Iterator[Baseline]:
+def base(request: pytest.FixtureRequest, base_kind: str, tmp_path: Path) -> Iterator[Baseline]:
+    """``BASE`` applied on a fresh database of ``base_kind`` (its ``<kind>_url`` fixture). The corpus
+    SQL is plain enough for both: ClickHouse 26 makes ``CREATE TABLE t (id INT)`` a MergeTree table
+    (``default_table_engine``, ``create_table_empty_primary_key_by_default``)."""
+    url: URL = request.getfixturevalue(f"{base_kind}_url")
     folder = tmp_path / "migrations"
     write_migration(folder, "V1__base.sql", BASE)
-    engine = create_engine(postgres_url)
+    engine = create_engine(url)
     try:
         Migrator(engine, folder).upgrade()
-        yield Baseline(engine, folder, snapshot(engine))
+        yield Baseline(base_kind, engine, folder, snapshot(engine))
     finally:
         engine.dispose()
 
@@ -306,7 +332,16 @@ def test_failing_statement_names_file_statement_and_line(base: Baseline) -> None
         base.migrator().upgrade, MigrationExecutionError, "V2__broken.sql", "statement 2 of 2", "line 3"
     )
     assert "nope" in str(err).lower()
-    base.unchanged("failed upgrade (PostgreSQL rolls the file back)")
+    if base.kind == "postgres":
+        base.unchanged("failed upgrade (PostgreSQL rolls the file back)")
+        return
+    # ClickHouse has no transactions: statement 1 stays (an empty table ``two``), and the error says
+    # so; everything else, the version table included (no row for V2), is as it was.
+    assert "may hold part of V2__broken.sql" in str(err) and "repair by hand" in str(err)
+    after = snapshot(base.engine)
+    assert after.rows == {**base.before.rows, "two": []}, base.before.diff(after)
+    assert {t: d for t, d in after.schema.items() if t != "two"} == base.before.schema
+    assert [c[0] for c in after.schema["two"]["columns"]] == ["id"]
 
 
 def test_missing_rollback_section(base: Baseline) -> None:
@@ -406,12 +441,20 @@ def test_bad_migrator_settings(base: Baseline, kwargs: dict[str, Any], name: str
 
 
 # ----------------------------------------------------------------------------- foreign tables
-@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+_FOREIGN_TABLES = {
+    "jetbase_migrations": "CREATE TABLE jetbase_migrations (id INT PRIMARY KEY, name VARCHAR(20))",
+    "jetbase_lock": "CREATE TABLE jetbase_lock (id INT PRIMARY KEY, owner VARCHAR(20))",
+}
+
+
 @pytest.mark.parametrize(
-    ("table", "ddl"),
+    ("kind", "table", "ddl"),
     [
-        ("jetbase_migrations", "CREATE TABLE jetbase_migrations (id INT PRIMARY KEY, name VARCHAR(20))"),
-        ("jetbase_lock", "CREATE TABLE jetbase_lock (id INT PRIMARY KEY, owner VARCHAR(20))"),
+        (kind, table, ddl)
+        for kind in ("postgres", "mysql", "clickhouse")
+        for table, ddl in _FOREIGN_TABLES.items()
+        # Jetbase neither reads nor writes a jetbase_lock on ClickHouse (no lock there): not a case.
+        if not (kind == "clickhouse" and table == "jetbase_lock")
     ],
 )
 def test_table_of_another_tool_with_the_same_name(
@@ -605,24 +648,34 @@ def test_unreachable_server_fails_within_its_connect_timeout(
     assert "Unreach-Secret-77" not in str(info.value)
 
 
-@pytest.mark.mysql
-def test_wrong_password_is_named_and_not_echoed(monkeypatch: pytest.MonkeyPatch, mysql_url: URL) -> None:
-    """MariaDB's root has an empty password, so any password is wrong (PostgreSQL here trusts everyone)."""
+@pytest.mark.parametrize(
+    ("kind", "login", "refusal"),
+    [
+        pytest.param("mysql", "root", "Access denied", marks=pytest.mark.mysql),
+        ("clickhouse", "default", "Authentication failed"),
+    ],
+)
+def test_wrong_password_is_named_and_not_echoed(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, kind: str, login: str, refusal: str
+) -> None:
+    """MariaDB's root and ClickHouse's default user have an empty password, so any password is wrong
+    (PostgreSQL here trusts everyone)."""
+    url: URL = request.getfixturevalue(f"{kind}_url")
     hook = _hook(
         monkeypatch,
         {
-            "conn_type": "mysql",
-            "host": mysql_url.host,
-            "port": mysql_url.port,
-            "login": "root",
+            "conn_type": kind,
+            "host": url.host,
+            "port": url.port,
+            "login": login,
             "password": "Wrong-Pw-9f3a",
-            "schema": mysql_url.database,
-            "extra": {"connect_timeout": 5},
+            "schema": url.database,
+            "extra": {"connect_timeout": 5} if kind == "mysql" else {},
         },
     )
     ok, message = hook.test_connection()
     assert not ok
-    assert hook.jetbase_conn_id in message and "Access denied" in message, message
+    assert hook.jetbase_conn_id in message and refusal in message, message
     assert "Wrong-Pw-9f3a" not in message
 
 
@@ -676,7 +729,7 @@ def test_operator_parameters_as_rendered_by_templates(
         f"AIRFLOW_CONN_{conn_id.upper()}",
         json.dumps(
             {
-                "conn_type": "postgres",
+                "conn_type": base.kind,
                 "host": url.host,
                 "port": url.port,
                 "login": url.username,
@@ -684,10 +737,17 @@ def test_operator_parameters_as_rendered_by_templates(
             }
         ),
     )
+    # Jetbase has no lock on ClickHouse: the operators run there only in a pool (one slot per target).
+    pool: dict[str, Any] = {"pool": "jb_bad_input"} if base.kind == "clickhouse" else {}
     cls = JetbaseUpgradeOperator if operator == "upgrade" else JetbaseRollbackOperator
     with DAG(f"jb_bad_{uuid.uuid4().hex[:6]}", schedule=None, start_date=dt.datetime(2026, 1, 1)):
         op = cls(
-            task_id="t", jetbase_conn_id=conn_id, migrations_dir=str(base.folder), lock_timeout=2, **kwargs
+            task_id="t",
+            jetbase_conn_id=conn_id,
+            migrations_dir=str(base.folder),
+            lock_timeout=2,
+            **pool,
+            **kwargs,
         )
     _fails(lambda: op.execute({}), ValueError, *culprits)
     base.unchanged(f"{operator} operator with {kwargs}")
