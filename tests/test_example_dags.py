@@ -202,3 +202,20 @@ def test_fleet_maps_one_upgrade_per_matching_connection_and_summarizes(
     second = run()
     assert [r["status"] for r in second.xcom["summary"]["databases"]] == ["up to date", "up to date"]
     assert second.asset_events == []
+
+
+def test_reviewed_release_imports_and_wires_plan_approve_apply_rollback() -> None:
+    """No dag.test(): a run waits for a person (tests/deployment/test_reviewed_release.py runs it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "example_reviewed_release", EXAMPLE_DAGS / "example_jetbase_reviewed_release.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.dag
+    assert dag.get_task("approve").downstream_task_ids == {"apply"}
+    assert dag.get_task("apply").plan_hash == "{{ ti.xcom_pull(task_ids='plan')['plan'] }}"
+    assert dag.get_task("rollback_target").trigger_rule == "one_failed"
+    assert [t.task_id for t in dag.leaves] == ["outcome"]

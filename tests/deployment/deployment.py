@@ -64,6 +64,7 @@ EXAMPLE_DAG_IDS = (
     "example_jetbase_rollback",
     "example_jetbase_wait_for_version",
     "example_jetbase_drift_check",
+    "example_jetbase_reviewed_release",
 )
 DAG_IDS = (
     "jbdeploy_upgrade",
@@ -169,6 +170,7 @@ SLOTS: dict[str, tuple[str, str]] = {
     "ex_rollback": ("mysql", "pymysql"),
     "ex_wait": ("postgres", "psycopg2"),
     "ex_drift": ("postgres", "psycopg2"),
+    "ex_reviewed": ("postgres", "psycopg2"),
     # test_fleet.py: one mapped upgrade over jbd_fleet_00 .. jbd_fleet_11 (MariaDB where listed).
     **{
         f"fleet_{n:02d}": (("mysql", "pymysql") if n in FLEET_MYSQL else ("postgres", "psycopg2"))
@@ -184,6 +186,7 @@ EXAMPLE_CONNECTIONS: dict[str, str] = {
     "jetbase_rollback_demo": "ex_rollback",
     "jetbase_wait_demo": "ex_wait",
     "jetbase_drift_demo": "ex_drift",
+    "jetbase_reviewed_demo": "ex_reviewed",
 }
 
 
