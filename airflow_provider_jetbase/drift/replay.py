@@ -26,11 +26,10 @@ from airflow_provider_jetbase.drift.scratch import (
     ReplayUnsupportedError,
     Scratch,
     ScratchDatabaseError,
-    outside_reason,
     scratch_target,
 )
 from airflow_provider_jetbase.errors import JetbaseProviderError
-from airflow_provider_jetbase.migration.dialects import dialect_name
+from airflow_provider_jetbase.migration.dialects import replayable_dialects
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -55,7 +54,7 @@ __all__ = [
     "replay_into",
 ]
 
-REPLAYABLE_DIALECTS = ("sqlite", "postgresql", "mysql")
+REPLAYABLE_DIALECTS = replayable_dialects()
 
 VERSIONED = "VERSIONED"
 RUNS_ALWAYS = "RUNS_ALWAYS"
@@ -192,7 +191,7 @@ def plan_replay(
     return ReplayPlan(tuple(steps), tuple(notes))
 
 
-def replay_into(scratch: Scratch, plan: ReplayPlan, dialect: str) -> None:
+def replay_into(scratch: Scratch, plan: ReplayPlan) -> None:
     """Run each file's upgrade statements as the engine does: one transaction per file, each
     statement executed as ``text()``."""
     from sqlalchemy import text
@@ -209,7 +208,7 @@ def replay_into(scratch: Scratch, plan: ReplayPlan, dialect: str) -> None:
                     try:
                         conn.execute(text(statement))
                     except Exception as exc:
-                        refused = outside_reason(exc, dialect, scratch.denied)
+                        refused = scratch.refused(exc)
                         if refused is not None:
                             raise ReplayRefusedError(step.filename, number, statement, refused, line) from exc
                         raise ReplayError(step.filename, number, statement, exc, line) from exc
@@ -225,7 +224,6 @@ def build_expected_schema(
 ) -> tuple[SchemaModel, str]:
     """Replay ``plan`` into a confined scratch database and reflect it; returns the model and where
     (and as whom) it was built."""
-    dialect = dialect_name(target.dialect.name)
     with scratch_target(target, reference=reference, connect_args=connect_args, logger=logger) as scratch:
-        replay_into(scratch, plan, dialect)
+        replay_into(scratch, plan)
         return snapshot_schema(scratch.engine), scratch.detail

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jetbase.errors import JetbaseProviderError
 from airflow_provider_jetbase.migration.dialects import dialect_name as canonical_dialect_name
+from airflow_provider_jetbase.migration.dialects import known_dialect
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.engine.interfaces import Dialect
 
 MODEL_FORMAT = 1
-CORE_DIALECTS = ("sqlite", "postgresql", "mysql")
 logger = logging.getLogger(__name__)
 
 # Jetbase's own tables and every table of ours (jetbase_schema_snapshot, ...) share this prefix.
@@ -253,9 +253,9 @@ def snapshot_schema(bind: Engine | Connection, schema: str | None = None) -> Sch
     dialect = conn.dialect
     dialect_name = canonical_dialect_name(dialect.name)
     schema_names: list[str | None] = [schema, getattr(inspector, "default_schema_name", None)]
-    if dialect_name == "mysql":
-        # MySQL names the current database in view definitions and foreign keys.
-        schema_names.append(conn.exec_driver_sql("SELECT DATABASE()").scalar())
+    facts = known_dialect(dialect.name)
+    if facts is not None and facts.database_in_definitions_sql:
+        schema_names.append(conn.exec_driver_sql(facts.database_in_definitions_sql).scalar())
     norm = _Normaliser(dialect_name, schema_names)
     unsupported: list[str] = []
 
@@ -274,7 +274,7 @@ def snapshot_schema(bind: Engine | Connection, schema: str | None = None) -> Sch
 
     if table_names:
         multi: dict[str, Any] = {"schema": schema, "filter_names": table_names}
-        strict = dialect_name in CORE_DIALECTS
+        strict = facts is not None and facts.reflects_every_facet
         columns = _reflect_facet(unsupported, "columns", lambda: inspector.get_multi_columns(**multi), strict)
         pks = _reflect_facet(
             unsupported, "primary_key", lambda: inspector.get_multi_pk_constraint(**multi), strict
@@ -336,7 +336,7 @@ def snapshot_schema(bind: Engine | Connection, schema: str | None = None) -> Sch
     view_lists: list[tuple[bool, Callable[[], list[str]]]] = [
         (False, lambda: inspector.get_view_names(schema=schema))
     ]
-    if dialect_name == "postgresql":
+    if facts is not None and facts.has_materialized_views:
         view_lists.append((True, lambda: inspector.get_materialized_view_names(schema=schema)))
     try:
         for materialized, lister in view_lists:

@@ -26,16 +26,17 @@ isolation cannot be set up, nothing is replayed: :class:`IsolationUnavailableErr
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import re
 import secrets
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_jetbase.errors import JetbaseProviderError, describe_error
-from airflow_provider_jetbase.migration.dialects import dialect_name
+from airflow_provider_jetbase.migration.dialects import dialect_name, known_dialect
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -91,6 +92,9 @@ class Scratch:
 
     engine: Engine
     detail: str
+    # Why a failed statement failed, when it failed because it reached outside the scratch database
+    # (the isolation refused it); None for an ordinary failure.
+    refused: Callable[[BaseException], str | None]
     # SQLite: the authorizer's refusals, so a failing statement can be told apart from a refused one.
     denied: list[str] = field(default_factory=list)
 
@@ -108,20 +112,19 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
 
 
-def outside_reason(exc: BaseException, dialect: str, denied: list[str]) -> str | None:
-    """Why a replayed statement failed, when it failed because it reached outside the scratch
-    database (the isolation refused it); None for an ordinary failure."""
+def _postgres_refused(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None) or exc
-    if dialect == "postgresql":
-        state = _sqlstate(exc)
-        if state == "42501" or (state == "0A000" and "cross-database" in str(orig)):
-            return _reason(exc)
-    elif dialect == "mysql":
-        args = getattr(orig, "args", ())
-        if args and args[0] in _MYSQL_DENIED:
-            return _reason(exc)
-    elif dialect == "sqlite" and denied:
-        return f"{_reason(exc)} ({denied[-1]} refused)"
+    state = _sqlstate(exc)
+    if state == "42501" or (state == "0A000" and "cross-database" in str(orig)):
+        return _reason(exc)
+    return None
+
+
+def _mysql_refused(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", ())
+    if args and args[0] in _MYSQL_DENIED:
+        return _reason(exc)
     return None
 
 
@@ -183,7 +186,7 @@ def _dropping(logger: logging.Logger, admin: Engine, drops: list[tuple[str, str]
 
 
 @contextlib.contextmanager
-def _postgres_scratch(
+def postgres_scratch(
     target: Engine, admin: Engine, connect_args: Mapping[str, Any], logger: logging.Logger
 ) -> Iterator[Scratch]:
     from sqlalchemy import create_engine
@@ -280,14 +283,18 @@ def _postgres_scratch(
                 raise IsolationUnavailableError(
                     where, f"the throwaway role {role} could not log in to {name} ({_reason(exc, password)})"
                 ) from None
-            yield Scratch(scratch, f"temporary PostgreSQL database {name} as the throwaway role {role}")
+            yield Scratch(
+                scratch,
+                f"temporary PostgreSQL database {name} as the throwaway role {role}",
+                _postgres_refused,
+            )
         finally:
             if scratch is not None:
                 scratch.dispose()
 
 
 @contextlib.contextmanager
-def _mysql_scratch(
+def mysql_scratch(
     target: Engine, admin: Engine, connect_args: Mapping[str, Any], logger: logging.Logger
 ) -> Iterator[Scratch]:
     from sqlalchemy import create_engine
@@ -344,7 +351,9 @@ def _mysql_scratch(
                     where, f"the throwaway user {user}@{host} could not log in ({_reason(exc, password)})"
                 ) from None
             yield Scratch(
-                scratch, f"scratch MySQL/MariaDB database {name} as the throwaway user {user}@{host}"
+                scratch,
+                f"scratch MySQL/MariaDB database {name} as the throwaway user {user}@{host}",
+                _mysql_refused,
             )
         finally:
             if scratch is not None:
@@ -352,7 +361,10 @@ def _mysql_scratch(
 
 
 @contextlib.contextmanager
-def _sqlite_scratch() -> Iterator[Scratch]:
+def sqlite_scratch(
+    target: Engine, admin: Engine, connect_args: Mapping[str, Any], logger: logging.Logger
+) -> Iterator[Scratch]:
+    """An in-memory database on this machine: the target, the reference and the login play no part."""
     import sqlite3
 
     from sqlalchemy import create_engine, event
@@ -368,6 +380,9 @@ def _sqlite_scratch() -> Iterator[Scratch]:
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
+    def refused(exc: BaseException) -> str | None:
+        return f"{_reason(exc)} ({denied[-1]} refused)" if denied else None
+
     scratch = create_engine("sqlite://", poolclass=StaticPool)
 
     @event.listens_for(scratch, "connect")
@@ -375,7 +390,7 @@ def _sqlite_scratch() -> Iterator[Scratch]:
         dbapi_connection.set_authorizer(authorizer)
 
     try:
-        yield Scratch(scratch, "in-memory SQLite database (ATTACH refused)", denied)
+        yield Scratch(scratch, "in-memory SQLite database (ATTACH refused)", refused, denied)
     finally:
         scratch.dispose()
 
@@ -398,14 +413,10 @@ def scratch_target(
         raise ReplayUnsupportedError(
             f"the reference connection is {reference.dialect.name}, the target {dialect}: they must match"
         )
-    if dialect == "sqlite":
-        with _sqlite_scratch() as scratch:
-            yield scratch
-    elif dialect == "postgresql":
-        with _postgres_scratch(target, admin, connect_args or {}, log) as scratch:
-            yield scratch
-    elif dialect == "mysql":
-        with _mysql_scratch(target, admin, connect_args or {}, log) as scratch:
-            yield scratch
-    else:
+    facts = known_dialect(dialect)
+    if facts is None or facts.scratch_factory is None:
         raise ReplayUnsupportedError(f"replay into a scratch database is not supported on {dialect}")
+    module, _, name = facts.scratch_factory.partition(":")
+    factory = getattr(importlib.import_module(module), name)
+    with factory(target, admin, connect_args or {}, log) as scratch:
+        yield scratch

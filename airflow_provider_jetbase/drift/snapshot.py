@@ -24,21 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airflow_provider_jetbase.drift.schema import SchemaModel, SchemaModelError, snapshot_schema
-from airflow_provider_jetbase.migration.dialects import dialect_name
+from airflow_provider_jetbase.migration.dialects import SnapshotStorage, dialect_name, known_dialect
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 SNAPSHOT_TABLE = "jetbase_schema_snapshot"
 KEEP_SNAPSHOTS = 10
-
-_TEXT_TYPES = {
-    "mysql": ("VARCHAR(40)", "VARCHAR(255)", "CHAR(64)", "LONGTEXT"),
-    "databricks": ("STRING", "STRING", "STRING", "STRING"),
-    "clickhouse": ("String", "Nullable(String)", "String", "String"),
-}
-_DEFAULT_TYPES = ("VARCHAR(40)", "VARCHAR(255)", "VARCHAR(64)", "TEXT")
-
 
 @dataclass(frozen=True)
 class StoredSnapshot:
@@ -48,16 +40,20 @@ class StoredSnapshot:
     model: SchemaModel
 
 
+def _storage(dialect: str) -> SnapshotStorage:
+    facts = known_dialect(dialect)
+    return facts.snapshot if facts else SnapshotStorage()
+
+
 def create_table_sql(dialect: str) -> str:
-    captured, version, fingerprint, model = _TEXT_TYPES.get(dialect, _DEFAULT_TYPES)
-    not_null = "" if dialect == "clickhouse" else " NOT NULL"
-    sql = (
+    storage = _storage(dialect)
+    captured, version, fingerprint, model = storage.types
+    not_null = storage.not_null
+    return (
         f"CREATE TABLE IF NOT EXISTS {SNAPSHOT_TABLE} (captured_at {captured}{not_null}, "
         f"jetbase_version {version}, fingerprint {fingerprint}{not_null}, model {model}{not_null})"
+        f"{storage.table_options}"
     )
-    if dialect == "clickhouse":
-        sql += " ENGINE = MergeTree ORDER BY captured_at"
-    return sql
 
 
 def _has_table(conn: Connection) -> bool:
@@ -105,10 +101,8 @@ def store_snapshot(engine: Engine, *, version: str | None = None) -> StoredSnaps
             )
         ).scalar()
         if oldest_kept is not None:
-            prune = "ALTER TABLE {t} DELETE" if dialect == "clickhouse" else "DELETE FROM {t}"
-            conn.execute(
-                text(prune.format(t=SNAPSHOT_TABLE) + " WHERE captured_at < :oldest"), {"oldest": oldest_kept}
-            )
+            prune = _storage(dialect).delete_from.format(table=SNAPSHOT_TABLE)
+            conn.execute(text(prune + " WHERE captured_at < :oldest"), {"oldest": oldest_kept})
     return stored
 
 

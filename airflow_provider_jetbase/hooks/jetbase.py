@@ -92,6 +92,8 @@ class JetbaseHook(BaseHook):
     def _create_engine(self, spec: EngineSpec, engine_kwargs: dict[str, Any] | None = None) -> Engine:
         from sqlalchemy import create_engine
 
+        from airflow_provider_jetbase.migration.dialects import known_dialect
+
         kwargs = dict(engine_kwargs or {})
         connect_args = {**spec.connect_args, **(kwargs.pop("connect_args", None) or {})}
         self.log.info(
@@ -100,8 +102,11 @@ class JetbaseHook(BaseHook):
             self.jetbase_conn_id,
             spec.dialect,
         )
-        if spec.dialect == "clickhouse":
-            self.log.info("Jetbase takes no migration lock on ClickHouse: avoid concurrent migration runs")
+        facts = known_dialect(spec.dialect)
+        if facts is not None and not facts.supports_lock:
+            self.log.info(
+                "Jetbase takes no migration lock on %s: avoid concurrent migration runs", spec.dialect
+            )
         engine = create_engine(spec.url, connect_args=connect_args, **kwargs)
         from airflow_provider_jetbase.migration.clickhouse_errors import wrap_clickhouse_driver_errors
 

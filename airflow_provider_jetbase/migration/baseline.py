@@ -151,6 +151,6 @@ def applied_at_stamps(dialect: Dialect, db_now: Any, count: int) -> list[Any]:
     if now is None:
         raise ValueError(f"The database clock returned {db_now!r}, which is not a timestamp")
     stamps = [now - STAMP_STEP * (count - 1 - i) for i in range(count)]
-    if dialect.name == "sqlite":
+    if dialect.timestamps_as_text:
         return [s.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] for s in stamps]
     return stamps

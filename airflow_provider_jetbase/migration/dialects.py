@@ -86,6 +86,9 @@ class TableErrors:
     missing_table: Callable[[BaseException, str], bool]
     missing_column: Callable[[BaseException], bool]
     permission_denied: Callable[[BaseException], bool]
+    # Another writer holds the database for now: wait and try again (SQLite's "database is locked";
+    # servers wait on row locks instead of failing).
+    busy: Callable[[BaseException], bool] = lambda e: False
 
 
 def _sqlite_missing_table(exc: BaseException, table: str) -> bool:
@@ -111,6 +114,7 @@ _TABLE_ERRORS: dict[str, TableErrors] = {
         _sqlite_missing_table,
         lambda e: _sqlite_message(e).startswith("no such column"),
         lambda e: getattr(_driver_error(e), "sqlite_errorcode", None) in {8, 23},
+        lambda e: "locked" in _sqlite_message(e),
     ),
     # 2003 is "does not exist or not authorized": Snowflake itself does not tell the two apart (it
     # hides objects a role cannot see), so an unauthorised table reads as missing there. 904: invalid
@@ -143,6 +147,29 @@ def table_errors(name: str) -> TableErrors:
 
 
 @dataclass(frozen=True)
+class AdvisoryLock:
+    """A session-level lock the database drops when the session ends (migration/heartbeat.py).
+    ``key_sql`` reads what the key is derived from (where ``jetbase_lock`` lives); ``:k`` is the key."""
+
+    key_sql: str
+    # True: a signed 64-bit integer key (pg_advisory_lock); False: a lock name (GET_LOCK).
+    integer_key: bool
+    try_sql: str
+    release_sql: str
+
+
+@dataclass(frozen=True)
+class SnapshotStorage:
+    """How the drift check's ``jetbase_schema_snapshot`` table is written (drift/snapshot.py)."""
+
+    # captured_at, jetbase_version, fingerprint, model
+    types: tuple[str, str, str, str] = ("VARCHAR(40)", "VARCHAR(255)", "VARCHAR(64)", "TEXT")
+    not_null: str = " NOT NULL"
+    table_options: str = ""
+    delete_from: str = "DELETE FROM {table}"
+
+
+@dataclass(frozen=True)
 class Dialect:
     name: str  # Jetbase's DatabaseType value
     queries: type[BaseQueries]
@@ -151,6 +178,38 @@ class Dialect:
     supports_lock: bool
     # The database clock, comparable with what Jetbase's acquire statement writes into locked_at.
     now_sql: str
+    # A failed statement aborts the whole transaction (PostgreSQL): a read that may fail inside the
+    # caller's transaction runs in a savepoint.
+    failed_statement_aborts_transaction: bool = False
+    advisory_lock: AdvisoryLock | None = None
+    snapshot: SnapshotStorage = SnapshotStorage()
+    # The drift check's replay into a scratch database: "module:function" of its factory (a context
+    # manager, drift/scratch.py), imported only when a replay runs; None where it is not supported.
+    scratch_factory: str | None = None
+    # View definitions and foreign keys name the current database (MySQL), which the schema
+    # comparison strips like a schema name: this reads that name.
+    database_in_definitions_sql: str | None = None
+    has_materialized_views: bool = False
+    # SQLAlchemy reflects every facet of the schema (columns, keys, indexes, constraints): a
+    # reflection failure is an error, not a facet recorded as unsupported (drift/schema.py).
+    reflects_every_facet: bool = False
+    # One writer at a time for the whole database (SQLite's file lock): a side connection for the
+    # heartbeat would only wait on the migration's write lock, so the run refreshes ``locked_at``
+    # inside each migration's transaction instead, which also takes that write lock.
+    single_writer: bool = False
+    # Some PRAGMAs are ignored inside a transaction (SQLite): they run before BEGIN or after COMMIT
+    # (migration/sqlite_pragmas.py).
+    pragmas_outside_transaction: bool = False
+    # Jetbase's timestamps are text in this database ("%Y-%m-%d %H:%M:%f", SQLite), not a timestamp type.
+    timestamps_as_text: bool = False
+    # sqlglot's name of the dialect, for the lint (migration/lint.py).
+    sqlglot: str | None = None
+    # What a failure part-way through a file may leave behind where DDL is not rolled back; {file}
+    # is the migration. None: the generic note (migration/migrator.py).
+    partial_failure_note: str | None = None
+    # DDL commits the open transaction (MySQL): a file mixing DDL and DML is half applied when it
+    # fails part-way, which the lint flags.
+    ddl_commits_implicitly: bool = False
 
     @property
     def errors(self) -> TableErrors:
@@ -179,13 +238,93 @@ class Dialect:
         )
 
 
+_SCRATCH = "airflow_provider_jetbase.drift.scratch"
+
 _DIALECTS: dict[str, Dialect] = {
-    "postgresql": Dialect("postgresql", PostgresQueries, True, True, "LOCALTIMESTAMP"),
-    "sqlite": Dialect("sqlite", SQLiteQueries, True, True, "STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')"),
-    "mysql": Dialect("mysql", MySQLQueries, False, True, "CURRENT_TIMESTAMP(6)"),
-    "snowflake": Dialect("snowflake", SnowflakeQueries, False, True, "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"),
-    "databricks": Dialect("databricks", DatabricksQueries, False, True, "CURRENT_TIMESTAMP()"),
-    "clickhouse": Dialect("clickhouse", ClickHouseQueries, False, False, "now64(6)"),
+    "postgresql": Dialect(
+        "postgresql",
+        PostgresQueries,
+        transactional_ddl=True,
+        supports_lock=True,
+        now_sql="LOCALTIMESTAMP",
+        failed_statement_aborts_transaction=True,
+        advisory_lock=AdvisoryLock(
+            "SELECT current_database(), current_schema()",
+            integer_key=True,
+            try_sql="SELECT pg_try_advisory_lock(:k)",
+            release_sql="SELECT pg_advisory_unlock(:k)",
+        ),
+        scratch_factory=f"{_SCRATCH}:postgres_scratch",
+        has_materialized_views=True,
+        reflects_every_facet=True,
+        sqlglot="postgres",
+    ),
+    "sqlite": Dialect(
+        "sqlite",
+        SQLiteQueries,
+        transactional_ddl=True,
+        supports_lock=True,
+        now_sql="STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')",
+        scratch_factory=f"{_SCRATCH}:sqlite_scratch",
+        reflects_every_facet=True,
+        single_writer=True,
+        pragmas_outside_transaction=True,
+        timestamps_as_text=True,
+        sqlglot="sqlite",
+    ),
+    "mysql": Dialect(
+        "mysql",
+        MySQLQueries,
+        transactional_ddl=False,
+        supports_lock=True,
+        now_sql="CURRENT_TIMESTAMP(6)",
+        advisory_lock=AdvisoryLock(
+            "SELECT DATABASE()",
+            integer_key=False,
+            try_sql="SELECT GET_LOCK(:k, 0)",
+            release_sql="SELECT RELEASE_LOCK(:k)",
+        ),
+        snapshot=SnapshotStorage(types=("VARCHAR(40)", "VARCHAR(255)", "CHAR(64)", "LONGTEXT")),
+        scratch_factory=f"{_SCRATCH}:mysql_scratch",
+        reflects_every_facet=True,
+        database_in_definitions_sql="SELECT DATABASE()",
+        sqlglot="mysql",
+        partial_failure_note="MySQL/MariaDB commits DDL implicitly, so the database may hold part of "
+        "{file} (statements before the failed one, and DDL is never rolled back): check it and repair "
+        "by hand before retrying.",
+        ddl_commits_implicitly=True,
+    ),
+    "snowflake": Dialect(
+        "snowflake",
+        SnowflakeQueries,
+        transactional_ddl=False,
+        supports_lock=True,
+        now_sql="CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
+        sqlglot="snowflake",
+    ),
+    "databricks": Dialect(
+        "databricks",
+        DatabricksQueries,
+        transactional_ddl=False,
+        supports_lock=True,
+        now_sql="CURRENT_TIMESTAMP()",
+        snapshot=SnapshotStorage(types=("STRING", "STRING", "STRING", "STRING")),
+        sqlglot="databricks",
+    ),
+    "clickhouse": Dialect(
+        "clickhouse",
+        ClickHouseQueries,
+        transactional_ddl=False,
+        supports_lock=False,
+        now_sql="now64(6)",
+        snapshot=SnapshotStorage(
+            types=("String", "Nullable(String)", "String", "String"),
+            not_null="",
+            table_options=" ENGINE = MergeTree ORDER BY captured_at",
+            delete_from="ALTER TABLE {table} DELETE",
+        ),
+        sqlglot="clickhouse",
+    ),
 }
 
 LOCK_PROCESS_ID = text("SELECT process_id FROM jetbase_lock WHERE id = 1")
@@ -199,6 +338,17 @@ def dialect_name(name: str) -> str:
     if lowered in {"mysql", "mariadb"}:
         return "mysql"
     return lowered
+
+
+def replayable_dialects() -> tuple[str, ...]:
+    """The dialects the drift check can replay into a scratch database."""
+    return tuple(name for name, d in _DIALECTS.items() if d.scratch_factory)
+
+
+def known_dialect(name: str) -> Dialect | None:
+    """The table's entry for a SQLAlchemy dialect name; None for a database it does not know (the
+    schema comparison and snapshot still work there, with the defaults)."""
+    return _DIALECTS.get(dialect_name(name))
 
 
 def dialect_for(engine: Engine) -> Dialect:

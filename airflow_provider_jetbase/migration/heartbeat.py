@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from airflow_provider_jetbase.migration.dialects import LOCK_OWNER, Dialect
+from airflow_provider_jetbase.migration.dialects import LOCK_OWNER, AdvisoryLock, Dialect
 
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 # A lock is only presumed abandoned after this many heartbeats in a row failed to arrive.
@@ -45,35 +45,30 @@ class SessionLock:
 
     @property
     def supported(self) -> bool:
-        return self.dialect.name in {"postgresql", "mysql"}
+        return self.dialect.advisory_lock is not None
 
-    def _key(self, conn: Connection) -> Any:
-        if self.dialect.name == "postgresql":
-            row = conn.execute(text("SELECT current_database(), current_schema()")).one()
-            digest = hashlib.sha256(f"jetbase_lock|{row[0]}|{row[1]}".encode()).digest()
+    def _key(self, conn: Connection, lock: AdvisoryLock) -> Any:
+        where = "|".join(str(part) for part in conn.execute(text(lock.key_sql)).one())
+        if lock.integer_key:
+            digest = hashlib.sha256(f"jetbase_lock|{where}".encode()).digest()
             return int.from_bytes(digest[:8], "big", signed=True)
-        database = conn.execute(text("SELECT DATABASE()")).scalar_one()
-        return "jetbase_lock:" + hashlib.sha256(str(database).encode()).hexdigest()[:40]
+        return "jetbase_lock:" + hashlib.sha256(where.encode()).hexdigest()[:40]
 
     def try_acquire(self, conn: Connection) -> bool:
-        if not self.supported:
+        lock = self.dialect.advisory_lock
+        if lock is None:
             return True
         if self.key is None:
-            self.key = self._key(conn)
-        if self.dialect.name == "postgresql":
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar_one()
-        else:
-            got = conn.execute(text("SELECT GET_LOCK(:k, 0)"), {"k": self.key}).scalar_one()
+            self.key = self._key(conn, lock)
+        got = conn.execute(text(lock.try_sql), {"k": self.key}).scalar_one()
         conn.commit()  # session-level: survives the commit; ends no transaction of ours
         return bool(got)
 
     def release(self, conn: Connection) -> None:
-        if not self.supported or self.key is None:
+        lock = self.dialect.advisory_lock
+        if lock is None or self.key is None:
             return
-        if self.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-        else:
-            conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": self.key})
+        conn.execute(text(lock.release_sql), {"k": self.key})
         conn.commit()
 
 
@@ -101,7 +96,7 @@ class Heartbeat:
 
     @property
     def needed(self) -> bool:
-        return self.dialect.name != "sqlite"
+        return not self.dialect.single_writer
 
     def open(self) -> Connection:
         if self.conn is None:

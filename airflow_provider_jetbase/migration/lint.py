@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_jetbase.migration.dialects import known_dialect
 from airflow_provider_jetbase.migration.errors import InvalidArgumentError
 from airflow_provider_jetbase.migration.files import VERSIONED, transaction_control
 from airflow_provider_jetbase.migration.planner import PlannedFile
@@ -63,17 +64,6 @@ RULES: dict[str, tuple[str, str]] = {
     "no-rollback-section": (RISKY, "the file has no '-- rollback' section: it cannot be rolled back"),
     "not-linted": (INFO, "the SQL parser could not read this statement: not linted"),
 }
-
-# Our dialect names (migration/dialects.py) -> sqlglot's.
-_SQLGLOT_DIALECTS = {
-    "postgresql": "postgres",
-    "mysql": "mysql",
-    "sqlite": "sqlite",
-    "snowflake": "snowflake",
-    "databricks": "databricks",
-    "clickhouse": "clickhouse",
-}
-
 
 @dataclass(frozen=True)
 class LintFinding(_ToDict):
@@ -215,7 +205,9 @@ def lint_plan(steps: Sequence[PlannedFile], dialect: str, direction: str) -> tup
     import sqlglot
     from sqlglot.errors import SqlglotError
 
-    read = _SQLGLOT_DIALECTS.get(dialect)
+    facts = known_dialect(dialect)
+    read = facts.sqlglot if facts else None
+    implicit_ddl_commit = bool(facts and facts.ddl_commits_implicitly)
     findings: list[LintFinding] = []
     created: set[str] = set()
     with _quiet_sqlglot():
@@ -255,7 +247,7 @@ def lint_plan(steps: Sequence[PlannedFile], dialect: str, direction: str) -> tup
                         _finding(rule, f.relpath, line, allowed)
                         for rule in _statement_rules(expression, dialect, created)
                     )
-            if dialect == "mysql" and len(first_line) == 2:
+            if implicit_ddl_commit and len(first_line) == 2:
                 detail = f" (DDL from line {first_line['DDL']}, DML from line {first_line['DML']})"
                 findings.append(
                     _finding("mixed-ddl-dml", f.relpath, max(first_line.values()), anywhere, detail)

@@ -215,8 +215,8 @@ class MigrationLock:
             mine = self._confirm()
         except OperationalError as exc:
             transaction.rollback()
-            # SQLite: another writer's transaction holds the file ("database is locked"): keep waiting.
-            if self.dialect.name == "sqlite" and "locked" in str(exc.orig).lower():
+            # Another writer's transaction holds the database (SQLite's file lock): keep waiting.
+            if self.dialect.errors.busy(exc):
                 return False
             raise
         if not mine:
@@ -225,7 +225,7 @@ class MigrationLock:
         try:
             transaction.commit()
         except DBAPIError as exc:
-            if self.dialect.name == "sqlite" and "locked" in str(exc.orig).lower():
+            if self.dialect.errors.busy(exc):
                 transaction.rollback()  # SQLite reports a busy COMMIT and keeps the transaction open
                 return False
             self._resolve_unknown_claim(exc)
@@ -271,7 +271,7 @@ class MigrationLock:
             # the insert then waits and fails on the primary key. The row exists, which is all we need.
             return
         except OperationalError as exc:
-            if self.dialect.name == "sqlite" and "locked" in str(exc.orig).lower():
+            if self.dialect.errors.busy(exc):
                 return
             raise
 

@@ -106,11 +106,6 @@ from airflow_provider_jetbase.migration.versions import latest_version
 
 LOGGER_NAME = "airflow_provider_jetbase.migration"
 
-_PARTIAL_NOTE = {
-    "mysql": "MySQL/MariaDB commits DDL implicitly, so the database may hold part of {file} "
-    "(statements before the failed one, and DDL is never rolled back): check it and repair by hand "
-    "before retrying.",
-}
 _COMMIT_OUTCOME = {
     ("upgrade", "committed"): "The COMMIT's outcome was unknown (the connection failed during it); "
     "jetbase_migrations, re-read on a fresh connection, shows {file} IS applied: the migration was "
@@ -385,7 +380,7 @@ class Migrator:
         return reviewed
 
     def _check_pragmas(self, steps: tuple[PlannedFile, ...], command: str) -> None:
-        if self.dialect.name == "sqlite":
+        if self.dialect.pragmas_outside_transaction:
             check_placement(((s.file, s.section) for s in steps), command)
 
     def upgrade(
@@ -499,7 +494,10 @@ class Migrator:
 
         total = len(section.statements)
         progress.before(f.relpath, total)
-        split = split_section(section) if self.dialect.name == "sqlite" else PragmaSplit(0, total, total)
+        if self.dialect.pragmas_outside_transaction:
+            split = split_section(section)
+        else:
+            split = PragmaSplit(0, total, total)
         if not split.outside:
             return self._run_statements(conn, f, section, split, finish, done, lock, progress, direction)
         saved = _foreign_keys(conn)
@@ -536,7 +534,7 @@ class Migrator:
             raise self._execution_error(f, section, number, exc, done, direction, note=note) from exc
         transaction = conn.begin()
         try:
-            if self.dialect.name == "sqlite":
+            if self.dialect.single_writer:
                 # Takes SQLite's write lock for the whole file, so no waiter can write (take over)
                 # between this refresh of locked_at and the one before the commit.
                 lock.check_owned(conn, f.relpath, done)
@@ -674,6 +672,11 @@ class Migrator:
             message, filename=f.filename, statement_number=None, db_message="", applied=tuple(done)
         )
 
+    def _partial_note(self, f: MigrationFile) -> str:
+        # "Rolled back" covers only what the database could roll back: say what may remain.
+        template = self.dialect.partial_failure_note or _PARTIAL_DEFAULT
+        return template.format(file=f.relpath, dialect=self.dialect.name)
+
     def _execution_error(
         self,
         f: MigrationFile,
@@ -708,17 +711,14 @@ class Migrator:
             if self_committed and commit_outcome != "committed":
                 message += "\n" + _self_committed_note(f, self_committed)
             elif partial:
-                # "Rolled back" covers only what the database could roll back: say what may remain.
-                template = _PARTIAL_NOTE.get(self.dialect.name, _PARTIAL_DEFAULT)
-                message += "\n" + template.format(file=f.relpath, dialect=self.dialect.name)
+                message += "\n" + self._partial_note(f)
         elif self_committed:
             # The file's own COMMIT/BEGIN/ROLLBACK ended the engine's transaction: rolling back
             # after the failure undid only what ran after it (on SQLite, not even that).
             partial = True
             message += "\n" + _self_committed_note(f, self_committed)
         elif partial:
-            template = _PARTIAL_NOTE.get(self.dialect.name, _PARTIAL_DEFAULT)
-            message += "\n" + template.format(file=f.relpath, dialect=self.dialect.name)
+            message += "\n" + self._partial_note(f)
         else:
             message += f"\nThe transaction was rolled back: nothing of {f.relpath} was applied."
         if note is not None:

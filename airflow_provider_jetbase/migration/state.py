@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from airflow_provider_jetbase.migration.dialects import table_errors
+from airflow_provider_jetbase.migration.dialects import known_dialect, table_errors
 from airflow_provider_jetbase.migration.errors import IncompatibleTableError, TablePermissionError
 from airflow_provider_jetbase.migration.results import AppliedMigration
 from airflow_provider_jetbase.migration.timestamps import parse_db_timestamp
@@ -102,7 +102,8 @@ def query_or_none(conn: Connection, run: Callable[[], T], table: str = "jetbase_
     failed statement inside the caller's PostgreSQL transaction is confined to a savepoint, and a
     transaction this function had to begin is ended."""
     if conn.in_transaction():
-        if conn.dialect.name.startswith("postgres"):
+        facts = known_dialect(conn.dialect.name)
+        if facts is not None and facts.failed_statement_aborts_transaction:
             try:
                 with conn.begin_nested():
                     return run()
