@@ -79,7 +79,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["upgrade", "operator-upgrade"])
+    parser.add_argument("command", choices=["upgrade"])
     parser.add_argument("url")
     parser.add_argument("folder")
     parser.add_argument("--lock-timeout", type=float, default=30.0)
@@ -87,7 +87,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pg-options", default=None, help="libpq options (e.g. -c jbtest.sleep=30)")
     parser.add_argument("--mysql-init", default=None, help="PyMySQL init_command (e.g. SET @jbtest_sleep=30)")
     parser.add_argument("--sigterm-raises", action="store_true")
-    parser.add_argument("--execution-timeout", type=float, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     if args.sigterm_raises:
@@ -98,60 +97,12 @@ def main(argv: list[str]) -> int:
     if args.mysql_init:
         engine_kwargs["connect_args"] = {"init_command": args.mysql_init}
     print("STARTED", flush=True)
-    if args.command == "operator-upgrade":
-        return _operator_upgrade(args.url, args.folder, args.execution_timeout)
     try:
         outcome = _upgrade(args.url, args.folder, args.lock_timeout, args.poll, **engine_kwargs)
     except TerminatedError as exc:
         outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc), "applied": []}
     outcome["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     outcome["vm_hwm_kb"] = _vm_hwm_kb()
-    print(RESULT + json.dumps(outcome), flush=True)
-    return 0 if outcome["ok"] else 3
-
-
-def _operator_upgrade(conn_id: str, folder: str, execution_timeout: float | None = None) -> int:
-    """JetbaseUpgradeOperator.execute() with SIGTERM and ``execution_timeout`` wired exactly as Airflow
-    3.3's task runner does (``signal.signal(SIGTERM, lambda *_: ti.task.on_kill())``; ``with
-    timeout(seconds): execute()``, then ``on_kill()`` on AirflowTaskTimeout); the connection comes
-    from this process's AIRFLOW_CONN_* variable, set by the test in the child's environment only."""
-    import datetime as dt
-
-    from airflow.sdk import DAG
-
-    from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
-
-    with DAG("jb_kill", schedule=None, start_date=dt.datetime(2026, 1, 1)):
-        op = JetbaseUpgradeOperator(
-            task_id="migrate", jetbase_conn_id=conn_id, migrations_dir=folder, lock_timeout=5
-        )
-    signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())
-    applied: list[str] = []
-    try:
-        if execution_timeout is None:
-            result = op.execute({})
-        else:
-            from airflow.sdk.exceptions import AirflowTaskTimeout
-            from airflow.sdk.execution_time.timeout import timeout
-
-            try:
-                with timeout(execution_timeout):
-                    result = op.execute({})
-            except AirflowTaskTimeout:
-                op.on_kill()
-                raise
-        applied = list(result["versions_applied"])
-    except BaseException as exc:  # noqa: BLE001 - reported to the test
-        notes = getattr(exc, "__notes__", [])
-        outcome = {
-            "ok": False,
-            "error": type(exc).__name__,
-            "message": str(exc),
-            "notes": notes,
-            "applied": [],
-        }
-    else:
-        outcome = {"ok": True, "error": None, "message": "", "notes": [], "applied": applied}
     print(RESULT + json.dumps(outcome), flush=True)
     return 0 if outcome["ok"] else 3
 
