@@ -142,6 +142,32 @@ def table_errors(name: str) -> TableErrors:
     return _TABLE_ERRORS.get(dialect_name(name), _NO_RULES)
 
 
+# How the authority of an OpenLineage namespace is made (LineageNaming.authority).
+HOST_PORT = "host:port"
+HOST = "host"
+SNOWFLAKE_ACCOUNT = "account"
+FILE_PATH = "path"
+
+
+@dataclass(frozen=True)
+class LineageNaming:
+    """How OpenLineage names this database's tables (https://openlineage.io/docs/spec/naming): the
+    namespace ``<scheme>://<authority>`` and the levels of a dataset name, outermost first. SQLite has
+    no rule there (and the official SQLite hook no OpenLineage support): its namespace is the file's
+    path after ``sqlite://``, as OpenLineage's dbt integration names DuckDB files, and a name is the
+    bare table name. ``default_schema``: where an unqualified table lives when the URL names none."""
+
+    scheme: str
+    authority: str  # HOST_PORT, HOST, SNOWFLAKE_ACCOUNT or FILE_PATH
+    default_port: int | None
+    levels: tuple[str, ...]  # of ("database", "schema", "table")
+    default_schema: str | None = None
+
+
+_DB_SCHEMA_TABLE = ("database", "schema", "table")
+_DB_TABLE = ("database", "table")
+
+
 @dataclass(frozen=True)
 class Dialect:
     name: str  # Jetbase's DatabaseType value
@@ -151,6 +177,7 @@ class Dialect:
     supports_lock: bool
     # The database clock, comparable with what Jetbase's acquire statement writes into locked_at.
     now_sql: str
+    lineage: LineageNaming
 
     @property
     def errors(self) -> TableErrors:
@@ -180,12 +207,56 @@ class Dialect:
 
 
 _DIALECTS: dict[str, Dialect] = {
-    "postgresql": Dialect("postgresql", PostgresQueries, True, True, "LOCALTIMESTAMP"),
-    "sqlite": Dialect("sqlite", SQLiteQueries, True, True, "STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')"),
-    "mysql": Dialect("mysql", MySQLQueries, False, True, "CURRENT_TIMESTAMP(6)"),
-    "snowflake": Dialect("snowflake", SnowflakeQueries, False, True, "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"),
-    "databricks": Dialect("databricks", DatabricksQueries, False, True, "CURRENT_TIMESTAMP()"),
-    "clickhouse": Dialect("clickhouse", ClickHouseQueries, False, False, "now64(6)"),
+    "postgresql": Dialect(
+        "postgresql",
+        PostgresQueries,
+        True,
+        True,
+        "LOCALTIMESTAMP",
+        LineageNaming("postgres", HOST_PORT, 5432, _DB_SCHEMA_TABLE, "public"),
+    ),
+    "sqlite": Dialect(
+        "sqlite",
+        SQLiteQueries,
+        True,
+        True,
+        "STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')",
+        LineageNaming("sqlite", FILE_PATH, None, ("table",)),
+    ),
+    "mysql": Dialect(
+        "mysql",
+        MySQLQueries,
+        False,
+        True,
+        "CURRENT_TIMESTAMP(6)",
+        LineageNaming("mysql", HOST_PORT, 3306, _DB_TABLE),
+    ),
+    "snowflake": Dialect(
+        "snowflake",
+        SnowflakeQueries,
+        False,
+        True,
+        "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
+        LineageNaming("snowflake", SNOWFLAKE_ACCOUNT, None, _DB_SCHEMA_TABLE, "PUBLIC"),
+    ),
+    # Unity Catalog: catalog.schema.table; the catalog comes from the connection (extra 'catalog').
+    "databricks": Dialect(
+        "databricks",
+        DatabricksQueries,
+        False,
+        True,
+        "CURRENT_TIMESTAMP()",
+        LineageNaming("databricks", HOST, None, _DB_SCHEMA_TABLE, "default"),
+    ),
+    # The port of the URL: the HTTP interface the provider speaks (8123/8443).
+    "clickhouse": Dialect(
+        "clickhouse",
+        ClickHouseQueries,
+        False,
+        False,
+        "now64(6)",
+        LineageNaming("clickhouse", HOST_PORT, 8123, _DB_TABLE),
+    ),
 }
 
 LOCK_PROCESS_ID = text("SELECT process_id FROM jetbase_lock WHERE id = 1")
@@ -199,6 +270,11 @@ def dialect_name(name: str) -> str:
     if lowered in {"mysql", "mariadb"}:
         return "mysql"
     return lowered
+
+
+def known_dialect(name: str) -> Dialect | None:
+    """The dialect of a SQLAlchemy dialect name, or None for a database the table does not know."""
+    return _DIALECTS.get(dialect_name(name))
 
 
 def dialect_for(engine: Engine) -> Dialect:
