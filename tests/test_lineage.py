@@ -270,12 +270,12 @@ import datetime as dt
 from airflow.sdk import DAG
 from airflow_provider_jetbase.operators.jetbase import JetbaseRollbackOperator, JetbaseUpgradeOperator
 
+DB = {"jetbase_conn_id": "jb_lineage", "migrations_dir": "migrations"}
+
 with DAG("jetbase_lineage", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
-    first = JetbaseUpgradeOperator(
-        task_id="upgrade_v1", jetbase_conn_id="jb_lineage", migrations_dir="migrations", to_version="1"
-    )
-    rest = JetbaseUpgradeOperator(task_id="upgrade_rest", jetbase_conn_id="jb_lineage", migrations_dir="migrations")
-    back = JetbaseRollbackOperator(task_id="rollback", jetbase_conn_id="jb_lineage", migrations_dir="migrations")
+    first = JetbaseUpgradeOperator(task_id="upgrade_v1", to_version="1", **DB)
+    rest = JetbaseUpgradeOperator(task_id="upgrade_rest", **DB)
+    back = JetbaseRollbackOperator(task_id="rollback", **DB)
     first >> rest >> back
 """
 
@@ -376,3 +376,49 @@ def test_a_real_run_emits_complete_events_with_the_changes(
     # Nothing secret reaches the events: the URL's password is never part of a namespace or facet.
     if postgres_url.password:
         assert postgres_url.password not in events_file.read_text()
+
+
+FAILING_DAG = """
+import datetime as dt
+from airflow.sdk import DAG
+from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
+
+with DAG("jetbase_lineage_fail", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+    JetbaseUpgradeOperator(task_id="migrate", jetbase_conn_id="jb_lineage", migrations_dir="migrations")
+"""
+
+
+def test_a_failed_upgrade_reports_what_committed_before_the_failure(
+    airflow_home: AirflowHome, tmp_path: Path, postgres_url: URL
+) -> None:
+    dags = tmp_path / "dags"
+    write_migrations(
+        dags / "migrations",
+        {
+            "V1__ok.sql": "CREATE TABLE kept (id INTEGER);\n",
+            # PostgreSQL rolls the whole file back: its CREATE never happened.
+            "V2__broken.sql": "CREATE TABLE never (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
+        },
+    )
+    (dags / "failing_dag.py").write_text(FAILING_DAG)
+    events_file = tmp_path / "openlineage.jsonl"
+    transport = {"type": "file", "log_file_path": str(events_file), "append": True}
+    outcome = airflow_home.run_dag(
+        dags / "failing_dag.py",
+        "jetbase_lineage_fail",
+        connections={"jb_lineage": conn_env_value(postgres_url)},
+        env={"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)},
+    )
+    assert outcome.tasks == {"migrate": "failed"}, outcome.explain()
+    failed = [
+        e
+        for e in _events(events_file)
+        if e["eventType"] == "FAIL" and e["job"]["name"] == "jetbase_lineage_fail.migrate"
+    ]
+    assert len(failed) == 1
+    (event,) = failed
+    assert _states(event) == {f"{postgres_url.database}.public.kept": "CREATE"}
+    assert event["job"]["facets"]["sql"]["query"] == "CREATE TABLE kept (id INTEGER);"
+    jetbase = event["run"]["facets"]["jetbase"]
+    assert jetbase["failed"] is True and jetbase["versionAfter"] == "1"
+    assert [m["filename"] for m in jetbase["migrations"]] == ["V1__ok.sql"]
