@@ -43,7 +43,7 @@ def test_airflow_is_imported_only_through_the_compat_provider() -> None:
     outside = [i for i in imports if not i[2].startswith(ALLOWED)]
     assert outside == [], f"import these from airflow.providers.common.compat.sdk instead: {outside}"
     lineage = {i[0] for i in imports if i[2].startswith("airflow.providers.openlineage")}
-    # jetbase.py: a type hint only (under TYPE_CHECKING); tests/test_lineage.py checks the import.
+    # jetbase.py: a type hint and the listener-time check that the provider is there (tests/test_lineage.py).
     assert lineage <= {"operators/_lineage.py", "operators/jetbase.py"}, lineage
 
 

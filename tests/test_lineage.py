@@ -422,3 +422,52 @@ def test_a_failed_upgrade_reports_what_committed_before_the_failure(
     jetbase = event["run"]["facets"]["jetbase"]
     assert jetbase["failed"] is True and jetbase["versionAfter"] == "1"
     assert [m["filename"] for m in jetbase["migrations"]] == ["V1__ok.sql"]
+
+
+WITHOUT_OPENLINEAGE = """
+import importlib.abc, json, sys
+
+
+# As if neither OpenLineage's client nor its provider were installed; only the provider's entry point
+# (its get_provider_info, which `import airflow` reads through the providers manager) stays.
+ENTRY_POINT = {"airflow.providers.openlineage", "airflow.providers.openlineage.get_provider_info"}
+
+
+class NoOpenLineage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        blocked = name == "openlineage" or name.startswith(("openlineage.", "airflow.providers.openlineage."))
+        if blocked and name not in ENTRY_POINT:
+            raise ModuleNotFoundError(f"blocked: {name}")
+        return None
+
+
+sys.meta_path.insert(0, NoOpenLineage())
+sys.path.insert(0, REPO)
+from tests.test_lineage import PG, _run
+from airflow_provider_jetbase.migration.lineage import LineageRecord
+from airflow_provider_jetbase.operators.jetbase import JetbaseRollbackOperator, JetbaseUpgradeOperator
+
+results = []
+for cls in (JetbaseUpgradeOperator, JetbaseRollbackOperator):
+    op = cls(task_id="t", migrations_dir="m")
+    runs = (_run("V1__a.sql", "1", "CREATE TABLE a (i INT)"),)
+    op._lineage_record = LineageRecord("upgrade", PG, runs, None, "1", False)
+    results += [op.get_openlineage_facets_on_complete(None), op.get_openlineage_facets_on_failure(None)]
+loaded = sorted(m for m in sys.modules if "openlineage" in m and m not in ENTRY_POINT)
+print(json.dumps({"results": [r is None for r in results], "loaded": loaded}))
+"""
+
+
+def test_without_openlineage_the_operators_report_nothing_and_import_nothing_of_it() -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-c", f"REPO = {str(REPO_ROOT)!r}\n" + WITHOUT_OPENLINEAGE],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"results": [True, True, True, True], "loaded": []}

@@ -209,6 +209,10 @@ class _JetbaseMigratorOperator(CancellableMigrationOperator):
         if record is None:
             return None
         try:
+            # The provider first, as Airflow's SQL operators check it: without it, the compat facet
+            # names are placeholders and _lineage.py must not be imported.
+            import airflow.providers.openlineage.extractors  # noqa: F401
+
             from airflow_provider_jetbase.operators._lineage import operator_lineage
         except ImportError:
             self.log.debug("OpenLineage is not installed: no lineage for '%s'", self.jetbase_conn_id)
