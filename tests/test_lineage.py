@@ -39,8 +39,10 @@ def _changes(statements: list[str], target: LineageTarget = PG) -> list[tuple[st
 
 
 # ------------------------------------------------------------------------------------- namespaces
+# One tuple per case: a bare "postgresql" parameter would put the case in the server tier
+# (tests/conftest.py reads string parameters as server kinds), and these need no server.
 @pytest.mark.parametrize(
-    ("url", "dialect", "namespace", "database", "schema"),
+    "case",
     [
         (
             "postgresql+psycopg2://u:secret@db.example/app",
@@ -79,8 +81,9 @@ def _changes(statements: list[str], target: LineageTarget = PG) -> list[tuple[st
     ],
 )
 def test_namespace_and_defaults_follow_openlineage_naming(
-    url: str, dialect: str, namespace: str, database: str | None, schema: str | None
+    case: tuple[str, str, str, str, str | None],
 ) -> None:
+    url, dialect, namespace, database, schema = case
     target = lineage_target(make_url(url), dialect)
     assert target is not None
     assert (target.namespace, target.database, target.schema) == (namespace, database, schema)
