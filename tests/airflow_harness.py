@@ -91,7 +91,14 @@ class AirflowHome:
             raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
         return home
 
-    def env(self, dags_folder: Path, connections: Mapping[str, str] | None = None) -> dict[str, str]:
+    def env(
+        self,
+        dags_folder: Path,
+        connections: Mapping[str, str] | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The subprocess's environment; ``extra``: more variables of that run only (an
+        ``AIRFLOW__SECTION__KEY`` configuration, say)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
         env.update(
             {
@@ -106,6 +113,7 @@ class AirflowHome:
         )
         for conn_id, value in (connections or {}).items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+        env.update(extra or {})
         return env
 
     def run_dag(
@@ -115,8 +123,9 @@ class AirflowHome:
         *,
         connections: Mapping[str, str] | None = None,
         run_conf: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> DagRunOutcome:
-        return self.start_dag(dag_file, dag_id, connections=connections, run_conf=run_conf).wait()
+        return self.start_dag(dag_file, dag_id, connections=connections, run_conf=run_conf, env=env).wait()
 
     def start_dag(
         self,
@@ -125,13 +134,14 @@ class AirflowHome:
         *,
         connections: Mapping[str, str] | None = None,
         run_conf: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> RunningDag:
         """Start the DagRun and return at once (to act on a database while a sensor waits)."""
         # Files, not pipes: nobody reads while the run goes on, and a full pipe would block Airflow.
         stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in wait()
         proc = subprocess.Popen(
             [sys.executable, __file__, str(dag_file), dag_id, json.dumps(dict(run_conf or {}))],
-            env=self.env(dag_file.parent, connections),
+            env=self.env(dag_file.parent, connections, env),
             stdout=stdout,
             stderr=stderr,
             text=True,

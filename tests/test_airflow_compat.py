@@ -15,7 +15,9 @@ import airflow_provider_jetbase
 from airflow_provider_jetbase.hooks import jetbase as hook_module
 
 PACKAGE = Path(airflow_provider_jetbase.__file__).parent
-ALLOWED = ("airflow.providers.common.compat", "airflow.triggers.base")
+# airflow.providers.openlineage: the optional lineage provider's own OperatorLineage, as Airflow's SQL
+# operators import it (compat has no alias for it); only operators/_lineage.py, loaded by its listener.
+ALLOWED = ("airflow.providers.common.compat", "airflow.triggers.base", "airflow.providers.openlineage")
 
 
 def _airflow_imports() -> list[tuple[str, int, str]]:
@@ -40,6 +42,9 @@ def test_airflow_is_imported_only_through_the_compat_provider() -> None:
     assert imports, "the provider imports Airflow somewhere"
     outside = [i for i in imports if not i[2].startswith(ALLOWED)]
     assert outside == [], f"import these from airflow.providers.common.compat.sdk instead: {outside}"
+    lineage = {i[0] for i in imports if i[2].startswith("airflow.providers.openlineage")}
+    # jetbase.py: a type hint and the listener-time check that the provider is there (tests/test_lineage.py).
+    assert lineage <= {"operators/_lineage.py", "operators/jetbase.py"}, lineage
 
 
 def test_the_provider_classes_are_airflows_own() -> None:

@@ -146,6 +146,41 @@ def table_errors(name: str) -> TableErrors:
     return _TABLE_ERRORS.get(dialect_name(name), _NO_RULES)
 
 
+# How the authority of an OpenLineage namespace is made (LineageNaming.authority).
+HOST_PORT = "host:port"
+HOST = "host"
+SNOWFLAKE_ACCOUNT = "account"
+FILE_PATH = "path"
+# Where a URL names database and schema (LineageNaming.url_layout).
+URL_DATABASE = "database"
+URL_DATABASE_SLASH_SCHEMA = "database/schema"
+URL_QUERY = "query"
+
+
+@dataclass(frozen=True)
+class LineageNaming:
+    """How OpenLineage names this database's tables (https://openlineage.io/docs/spec/naming): the
+    namespace ``<scheme>://<authority>`` and the levels of a dataset name, outermost first. SQLite has
+    no rule there (and the official SQLite hook no OpenLineage support): its namespace is the file's
+    path after ``sqlite://``, as OpenLineage's dbt integration names DuckDB files, and a name is the
+    bare table name. ``default_schema``: where an unqualified table lives when the URL names none."""
+
+    scheme: str
+    authority: str  # HOST_PORT, HOST, SNOWFLAKE_ACCOUNT or FILE_PATH
+    default_port: int | None
+    levels: tuple[str, ...]  # of ("database", "schema", "table")
+    default_schema: str | None = None
+    # Where the URL (as connection_mapping writes it) names database and schema: URL_DATABASE (the
+    # URL's database), URL_DATABASE_SLASH_SCHEMA ("<database>/<schema>", Snowflake) or URL_QUERY
+    # (the ``catalog`` and ``schema`` query parameters, Databricks).
+    url_layout: str = "database"
+    default_database: str | None = None
+
+
+_DB_SCHEMA_TABLE = ("database", "schema", "table")
+_DB_TABLE = ("database", "table")
+
+
 @dataclass(frozen=True)
 class AdvisoryLock:
     """A session-level lock the database drops when the session ends (migration/heartbeat.py).
@@ -178,6 +213,7 @@ class Dialect:
     supports_lock: bool
     # The database clock, comparable with what Jetbase's acquire statement writes into locked_at.
     now_sql: str
+    lineage: LineageNaming
     # A failed statement aborts the whole transaction (PostgreSQL): a read that may fail inside the
     # caller's transaction runs in a savepoint.
     failed_statement_aborts_transaction: bool = False
@@ -247,6 +283,7 @@ _DIALECTS: dict[str, Dialect] = {
         transactional_ddl=True,
         supports_lock=True,
         now_sql="LOCALTIMESTAMP",
+        lineage=LineageNaming("postgres", HOST_PORT, 5432, _DB_SCHEMA_TABLE, "public"),
         failed_statement_aborts_transaction=True,
         advisory_lock=AdvisoryLock(
             "SELECT current_database(), current_schema()",
@@ -265,6 +302,7 @@ _DIALECTS: dict[str, Dialect] = {
         transactional_ddl=True,
         supports_lock=True,
         now_sql="STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')",
+        lineage=LineageNaming("sqlite", FILE_PATH, None, ("table",)),
         scratch_factory=f"{_SCRATCH}:sqlite_scratch",
         reflects_every_facet=True,
         single_writer=True,
@@ -278,6 +316,7 @@ _DIALECTS: dict[str, Dialect] = {
         transactional_ddl=False,
         supports_lock=True,
         now_sql="CURRENT_TIMESTAMP(6)",
+        lineage=LineageNaming("mysql", HOST_PORT, 3306, _DB_TABLE),
         advisory_lock=AdvisoryLock(
             "SELECT DATABASE()",
             integer_key=False,
@@ -300,6 +339,9 @@ _DIALECTS: dict[str, Dialect] = {
         transactional_ddl=False,
         supports_lock=True,
         now_sql="CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
+        lineage=LineageNaming(
+            "snowflake", SNOWFLAKE_ACCOUNT, None, _DB_SCHEMA_TABLE, "PUBLIC", URL_DATABASE_SLASH_SCHEMA
+        ),
         sqlglot="snowflake",
     ),
     "databricks": Dialect(
@@ -308,6 +350,7 @@ _DIALECTS: dict[str, Dialect] = {
         transactional_ddl=False,
         supports_lock=True,
         now_sql="CURRENT_TIMESTAMP()",
+        lineage=LineageNaming("databricks", HOST, None, _DB_SCHEMA_TABLE, "default", URL_QUERY),
         snapshot=SnapshotStorage(types=("STRING", "STRING", "STRING", "STRING")),
         sqlglot="databricks",
     ),
@@ -317,6 +360,7 @@ _DIALECTS: dict[str, Dialect] = {
         transactional_ddl=False,
         supports_lock=False,
         now_sql="now64(6)",
+        lineage=LineageNaming("clickhouse", HOST_PORT, 8123, _DB_TABLE, default_database="default"),
         snapshot=SnapshotStorage(
             types=("String", "Nullable(String)", "String", "String"),
             not_null="",

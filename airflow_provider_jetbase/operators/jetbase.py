@@ -41,8 +41,10 @@ from airflow_provider_jetbase.operators._base import (
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_jetbase.migration import Migrator
+    from airflow_provider_jetbase.migration.lineage import LineageRecord
     from airflow_provider_jetbase.migration.results import MigrationRun
     from airflow_provider_jetbase.migration.review import ReviewPlan, ReviewRequest
 
@@ -87,6 +89,8 @@ class _JetbaseMigratorOperator(CancellableMigrationOperator):
     """Shared set-up: parameters rendered from templates, the Migrator, and clean kills."""
 
     ui_color = "#e8f4fd"
+    # What this task ran, for OpenLineage's listener (set by execute(), on success or failure).
+    _lineage_record: LineageRecord | None = None
 
     template_fields: Sequence[str] = (
         "jetbase_conn_id",
@@ -175,6 +179,49 @@ class _JetbaseMigratorOperator(CancellableMigrationOperator):
             "this task in an Airflow pool with one slot that holds every task migrating this database "
             "(pool='...'), or pass skip_pool_check=True if something else keeps runs apart."
         )
+
+    def _keep_lineage(
+        self,
+        command: str,
+        migrator: Migrator,
+        runs: Sequence[MigrationRun],
+        before: str | None,
+        after: str | None,
+        dry_run: bool,
+        failed: bool = False,
+    ) -> None:
+        """Remember what ran for get_openlineage_facets_on_complete/_on_failure (pure data: the
+        URL's host, port and database only; nothing of OpenLineage is imported here)."""
+        from airflow_provider_jetbase.migration.lineage import LineageRecord, lineage_target
+
+        target = lineage_target(migrator.engine.url, migrator.dialect.name)
+        if target is None:
+            return
+        self._lineage_record = LineageRecord(
+            command, target, tuple(runs), before, after, dry_run=dry_run, failed=failed
+        )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """Called by the OpenLineage provider's listener when the task succeeded: the tables the run
+        created, altered or dropped (lifecycleStateChange), the statements (sql job facet) and the
+        Jetbase versions (the ``jetbase`` run facet). None without OpenLineage or a run."""
+        record = self._lineage_record
+        if record is None:
+            return None
+        try:
+            # The provider first, as Airflow's SQL operators check it: without it, the compat facet
+            # names are placeholders and _lineage.py must not be imported.
+            import airflow.providers.openlineage.extractors  # noqa: F401
+
+            from airflow_provider_jetbase.operators._lineage import operator_lineage
+        except ImportError:
+            self.log.debug("OpenLineage is not installed: no lineage for '%s'", self.jetbase_conn_id)
+            return None
+        return operator_lineage(record)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage | None:
+        """As on complete, for what committed before the failure (the files that completed)."""
+        return self.get_openlineage_facets_on_complete(task_instance)
 
     def _review_request(self) -> ReviewRequest:
         from airflow_provider_jetbase.migration.review import ReviewRequest
@@ -364,9 +411,21 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
         # with the migration still to be cancelled by on_kill): nothing to report then.
         except Exception as exc:
             if not isinstance(exc, TaskKilledError):
-                self._record_error(context, migrator, exc, _elapsed_ms(started))
+                record = self._record_error(context, migrator, exc, _elapsed_ms(started))
+                self._keep_lineage(
+                    "upgrade",
+                    migrator,
+                    getattr(exc, "applied", ()),
+                    record["version_before"],
+                    record["version_after"],
+                    dry_run,
+                    failed=True,
+                )
             raise
         duration_ms = _elapsed_ms(started)
+        self._keep_lineage(
+            "upgrade", migrator, result.applied, result.version_before, result.version_after, dry_run
+        )
         for warning in result.warnings:
             self.log.warning("%s", warning)
         if result.applied:
@@ -393,7 +452,9 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             "duration_ms": duration_ms,
         }
 
-    def _record_error(self, context: Context, migrator: Migrator, exc: Exception, duration_ms: float) -> None:
+    def _record_error(
+        self, context: Context, migrator: Migrator, exc: Exception, duration_ms: float
+    ) -> dict[str, Any]:
         """Push the ``jetbase_error`` XCom (what a fleet summary shows for this database): the error,
         the versions this run committed before it, and the versions before and after as read again on
         a fresh connection (best effort: the task fails with ``exc`` whatever happens here)."""
@@ -429,6 +490,7 @@ class JetbaseUpgradeOperator(_JetbaseMigratorOperator):
             context["ti"].xcom_push(key=ERROR_XCOM_KEY, value=record)
         except Exception as push_error:  # noqa: BLE001
             self.log.warning("Could not push the %s XCom: %s", ERROR_XCOM_KEY, type(push_error).__name__)
+        return record
 
     def _store_schema_snapshot(self, migrator: Migrator, version: str | None) -> None:
         from airflow_provider_jetbase.drift.replay import REPLAYABLE_DIALECTS
@@ -501,9 +563,20 @@ class JetbaseRollbackOperator(_JetbaseMigratorOperator):
         review = self._review_request()
         migrator = self._migrator(context)
         self._require_mutual_exclusion(migrator, dry_run)
-        result = self._run_migration(
-            migrator,
-            lambda: migrator.rollback(count=count, to_version=to_version, dry_run=dry_run, review=review),
+        try:
+            result = self._run_migration(
+                migrator,
+                lambda: migrator.rollback(count=count, to_version=to_version, dry_run=dry_run, review=review),
+            )
+        except Exception as exc:
+            if not isinstance(exc, TaskKilledError):
+                # The files rolled back before the failure stay rolled back.
+                self._keep_lineage(
+                    "rollback", migrator, getattr(exc, "applied", ()), None, None, dry_run, failed=True
+                )
+            raise
+        self._keep_lineage(
+            "rollback", migrator, result.rolled_back, result.version_before, result.version_after, dry_run
         )
         for warning in result.warnings:
             self.log.warning("%s", warning)
