@@ -209,3 +209,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         server = server or ("db_url" in uses and params.get("db_url") != "sqlite")
         if server or any(item.get_closest_marker(m) for m in _SERVER_MARKERS):
             item.add_marker(pytest.mark.slow_tier)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Where the browser tests (tests/ui/, tests/deployment/) left their screenshots."""
+    from tests.ui.browser import SUMMARY_LINES  # here: tests/ui/browser.py imports this module
+
+    for line in config.stash.get(SUMMARY_LINES, []):
+        terminalreporter.write_line(line)

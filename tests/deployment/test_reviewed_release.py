@@ -6,7 +6,6 @@ Every test starts from an empty database (the slot's public schema is dropped an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,16 @@ PLANNED = ["1", "2", "3"]
 PARKED = ("awaiting_input", "deferred")
 
 
-@pytest.fixture
-def slot(deployment: Deployment) -> Iterator[Slot]:
+def empty_slot(deployment: Deployment) -> Slot:
+    """The example's database, emptied (its public schema dropped and re-created)."""
     slot = example_slot(deployment, "jetbase_reviewed_demo")
     run_sql(slot, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    yield slot
+    return slot
+
+
+@pytest.fixture
+def slot(deployment: Deployment) -> Slot:
+    return empty_slot(deployment)
 
 
 def tables(slot: Slot) -> list[str]:

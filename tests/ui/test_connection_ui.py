@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import textwrap
 from collections.abc import Iterator
@@ -26,37 +25,21 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from airflow_provider_jetbase import get_provider_info
-from tests.conftest import unavailable
 from tests.ui.airflow_server import AirflowServer, running_api_server
-from tests.ui.browser import CHROMIUM, SUMMARY_LINES, chromium_context, publish_screenshots
+from tests.ui.browser import Shots, chromium_context, recorded_shots, require_ui_tools
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Response
 
 pytestmark = pytest.mark.ui
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Distinctive, so a leak anywhere on the page or in the API answer is unambiguous.
 WRONG_PASSWORD = "Wr0ng-Pa55-7f3c9e2a-do-not-leak"
 STANDARD_FIELDS = ("host", "port", "schema", "login", "password")
 # Airflow 3.3.2's row "Test Connection" button posts ``port: Number(null)`` = 0 for a connection with
 # no port; the API then rejects it as "a different endpoint" unless a real password is sent.
 AIRFLOW_PORT_BUG = "The host or port to test differs from the stored connection"
-SETTLE_MS = 1_000
 JETBASE_DIALECTS = ("postgresql", "mysql", "sqlite", "snowflake", "databricks", "clickhouse")
-
-
-def _require_ui_tools() -> None:
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (`make ui-deps`, as root: apt-get install -y chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append('the playwright Python package (pip install -e ".[test]")')
-    if missing:
-        message = "UI test needs " + " and ".join(missing)
-        unavailable(message, f"SKIPPING the UI test outside CI: {message}")
 
 
 def _jetbase_conn_type() -> dict[str, Any]:
@@ -67,40 +50,15 @@ def _jetbase_conn_type() -> dict[str, Any]:
     raise AssertionError("get_provider_info() declares no 'jetbase' connection type")
 
 
-class Shots:
-    """Screenshots of each step, in one folder per session; stable names, since docs/ui.md uses them."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.taken: list[Path] = []
-        self.notes: list[str] = []  # printed in the run's summary
-
-    def take(self, page: Page, name: str) -> Path:
-        # Accordions and toasts animate; a bounded, cosmetic pause keeps the pictures sharp.
-        page.wait_for_timeout(SETTLE_MS)
-        path = self.folder / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        self.taken.append(path)
-        return path
-
-
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Shots]:
-    folder = tmp_path_factory.mktemp("ui-screenshots")
-    recorder = Shots(folder)
-    yield recorder
-    lines = [*recorder.notes, f"UI screenshots ({len(recorder.taken)}): {folder}"]
-    target = os.environ.get("JETBASE_UI_SCREENSHOTS")
-    if target and recorder.taken:
-        target_dir = Path(target) if Path(target).is_absolute() else PROJECT_ROOT / target
-        publish_screenshots(folder, target_dir)
-        lines.append(f"UI screenshots copied to {target_dir}")
-    request.config.stash.setdefault(SUMMARY_LINES, []).extend(lines)
+    with recorded_shots(tmp_path_factory.mktemp("ui-screenshots"), request.config) as recorder:
+        yield recorder
 
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
-    _require_ui_tools()
+    require_ui_tools()
     home = tmp_path_factory.mktemp("airflow-home")
     with running_api_server(home) as server:
         yield server
