@@ -186,6 +186,8 @@ _FOREIGN_TABLES = {
 }
 
 
+# A real server each (PostgreSQL, MariaDB, ClickHouse), reached by getfixturevalue.
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("kind", "table", "ddl"),
     [
