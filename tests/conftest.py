@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Engine, make_url
 
 from tests import dbs
 
@@ -179,6 +180,60 @@ def pg_login(postgres_url: URL) -> Iterator[Callable[[str], URL]]:
         run(postgres_url.set(database="postgres"), f"DROP ROLE IF EXISTS {role}")
 
 
+@pytest.fixture
+def make_engine() -> Iterator[Callable[..., Engine]]:
+    """``make_engine(url, **kwargs)``: a SQLAlchemy engine, disposed after the test."""
+    made: list[Engine] = []
+
+    def factory(url: URL, **kwargs: Any) -> Engine:
+        engine = create_engine(url, **kwargs)
+        made.append(engine)
+        return engine
+
+    yield factory
+    for engine in made:
+        engine.dispose()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """An empty migrations folder."""
+    path = tmp_path / "migrations"
+    path.mkdir()
+    return path
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # ``base_kind`` is in the closure only of tests taking the ``base`` fixture (a test that
+    # parametrizes an argument named ``base`` itself does not pull the fixture in).
+    if "base_kind" in metafunc.fixturenames:
+        from tests.engine.helpers import BASE_KINDS
+
+        metafunc.parametrize("base_kind", BASE_KINDS)
+
+
+@pytest.fixture
+def base(request: pytest.FixtureRequest, base_kind: str, tmp_path: Path) -> Iterator[Any]:
+    """The bad-input baseline (tests/engine/helpers.py): ``BASE`` applied on a fresh database of
+    ``base_kind`` (its ``<kind>_url`` fixture), with a snapshot of it. The corpus SQL is plain enough
+    for both kinds: ClickHouse 26 makes ``CREATE TABLE t (id INT)`` a MergeTree table
+    (``default_table_engine``, ``create_table_empty_primary_key_by_default``)."""
+    from airflow_provider_jetbase.migration import Migrator
+    from tests.engine.helpers import BASE, Baseline
+    from tests.jetbase_cli import write_migration
+    from tests.reliability.snapshots import snapshot
+
+    url: URL = request.getfixturevalue(f"{base_kind}_url")
+    folder = tmp_path / "migrations"
+    write_migration(folder, "V1__base.sql", BASE)
+    engine = create_engine(url)
+    try:
+        Migrator(engine, folder).upgrade()
+        yield Baseline(base_kind, engine, folder, snapshot(engine))
+    finally:
+        engine.dispose()
+
+
 # `make test-fast` runs what needs no database server and no Airflow metadata database: tests are
 # sorted out here by the fixtures and markers they use, so a new test lands in the right tier.
 _SERVER_FIXTURES = frozenset(
@@ -187,6 +242,7 @@ _SERVER_FIXTURES = frozenset(
         "postgres_psycopg3_url",
         "mysql_url",
         "pg_login",
+        "base_kind",  # the bad-input baseline (fixture `base`): PostgreSQL or ClickHouse
         "airflow_home",
         "restricted_conn",
         "clickhouse_url",

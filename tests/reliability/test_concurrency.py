@@ -1,4 +1,7 @@
-"""Many processes migrating one database at once, on the real PostgreSQL and MariaDB servers.
+"""Runs at once on one database. Two engines: the one that waited for the lock decides what to do
+under it, so it finds nothing left to apply or roll back (SQLite, PostgreSQL, MariaDB), and two
+Migrators started together apply each migration once. Then many processes, on the real PostgreSQL
+and MariaDB servers:
 
 8 real processes (multiprocessing, spawn) start ``Migrator.upgrade()`` together (a barrier) on a
 fresh database from the same folder of 30 migrations, 20 rounds per database. Each migration creates
@@ -8,20 +11,37 @@ twice shows up even where DDL is not transactional. Then the jetbase CLI and the
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
+from airflow_provider_jetbase.migration import (
+    Migrator,
+)
 from tests import dbs
-from tests.jetbase_cli import LOCK_HELD_MESSAGE, JetbaseProject, finish, write_migration
+from tests.engine.helpers import table_file
+from tests.jetbase_cli import (
+    LOCK_FREE,
+    LOCK_HELD_MESSAGE,
+    JetbaseProject,
+    StatementGate,
+    applied_versions,
+    count_lock_looks,
+    finish,
+    lock_row,
+    table_exists,
+    write_migration,
+)
 from tests.reliability.workers import pool_worker
 
 WORKERS = 8
@@ -192,3 +212,151 @@ def test_cli_and_engine_at_once(
                 seen[key] = seen.get(key, 0) + 1
             check_database(url)
     print(f"\n{kind}: outcomes over {len(delays)} rounds: {seen}")
+
+
+# ------------------------------------------------------------------ two engines: decide under the lock
+
+
+def test_racer_that_waited_finds_nothing_to_do(
+    db_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    project = JetbaseProject(tmp_path, db_url)
+    write_migration(
+        project.migrations_dir,
+        "V1__gated.sql",
+        """
+        SELECT 'jb_gate_marker' AS gate;
+        CREATE TABLE t1 (id INTEGER);
+        -- rollback
+        DROP TABLE t1;
+        """,
+    )
+    table_file(project.migrations_dir, "2", "t2")
+    first_engine, second_engine = make_engine(db_url), make_engine(db_url)
+    gate = StatementGate(first_engine, "jb_gate_marker")
+    looks = count_lock_looks(second_engine)
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, engine: Engine) -> None:
+        try:
+            migrator = Migrator(
+                engine, project.migrations_dir, lock_timeout=300.0, lock_poll_interval=0.05
+            )
+            outcomes[name] = migrator.upgrade()
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            outcomes[name] = exc
+
+    first = threading.Thread(target=run, args=("first", first_engine))
+    first.start()
+    try:
+        assert gate.reached.wait(timeout=300), outcomes
+        second = threading.Thread(target=run, args=("second", second_engine))
+        second.start()
+        # Let the second engine poll the held lock a few times: it has then planned nothing yet.
+        while len(looks) < 3 and second.is_alive():
+            second.join(timeout=0.05)
+    finally:
+        gate.released.set()
+        first.join()
+    second.join()
+
+    assert not isinstance(outcomes["first"], BaseException), outcomes["first"]
+    assert not isinstance(outcomes["second"], BaseException), outcomes["second"]
+    assert [r.filename for r in outcomes["first"].applied] == ["V1__gated.sql", "V2__create_t2.sql"]
+    assert outcomes["second"].applied == ()
+    assert applied_versions(first_engine) == ["1", "2"]
+    assert lock_row(first_engine) == LOCK_FREE
+
+
+def test_rollback_racer_decides_under_the_lock(
+    db_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    """Two rollbacks to version 1 at once: the one that waited finds nothing left to roll back."""
+    project = JetbaseProject(tmp_path, db_url)
+    table_file(project.migrations_dir, "1", "t1")
+    write_migration(
+        project.migrations_dir,
+        "V2__gated_rollback.sql",
+        """
+        CREATE TABLE t2 (id INTEGER);
+        -- rollback
+        SELECT 'jb_gate_marker' AS gate;
+        DROP TABLE t2;
+        """,
+    )
+    table_file(project.migrations_dir, "3", "t3")
+    first_engine, second_engine = make_engine(db_url), make_engine(db_url)
+    Migrator(first_engine, project.migrations_dir).upgrade()
+    gate = StatementGate(first_engine, "jb_gate_marker")
+    looks = count_lock_looks(second_engine)
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, engine: Engine) -> None:
+        try:
+            migrator = Migrator(
+                engine, project.migrations_dir, lock_timeout=300.0, lock_poll_interval=0.05
+            )
+            outcomes[name] = migrator.rollback(to_version="1")
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            outcomes[name] = exc
+
+    first = threading.Thread(target=run, args=("first", first_engine))
+    first.start()
+    try:
+        assert gate.reached.wait(timeout=300), outcomes
+        second = threading.Thread(target=run, args=("second", second_engine))
+        second.start()
+        while len(looks) < 3 and second.is_alive():
+            second.join(timeout=0.05)
+    finally:
+        gate.released.set()
+        first.join()
+    second.join()
+
+    assert not isinstance(outcomes["first"], BaseException), outcomes["first"]
+    assert not isinstance(outcomes["second"], BaseException), outcomes["second"]
+    assert [r.filename for r in outcomes["first"].rolled_back] == [
+        "V3__create_t3.sql",
+        "V2__gated_rollback.sql",
+    ]
+    assert outcomes["second"].rolled_back == ()
+    assert applied_versions(first_engine) == ["1"]
+    assert table_exists(first_engine, "t1") and not table_exists(first_engine, "t2")
+
+
+def test_two_migrators_at_once_apply_each_migration_once(
+    postgres_url: URL, folder: Path, make_engine: Callable[..., Engine]
+) -> None:
+    for i in range(1, 4):
+        body = f"CREATE TABLE c{i} (id INTEGER);\nSELECT pg_sleep(0.3);\n"
+        write_migration(folder, f"V{i}__m{i}.sql", body)
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+    logs: list[list[str]] = [[], []]
+
+    class Capture(logging.Handler):
+        def __init__(self, sink: list[str]) -> None:
+            super().__init__()
+            self.sink = sink
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.sink.append(record.getMessage())
+
+    def run(index: int) -> None:
+        logger = logging.getLogger(f"test.concurrent.{index}")
+        logger.setLevel(logging.INFO)
+        logger.addHandler(Capture(logs[index]))
+        migrator = Migrator(make_engine(postgres_url), folder, lock_poll_interval=0.05, logger=logger)
+        barrier.wait()
+        results.append(migrator.upgrade())
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    applied = sorted(len(r.applied) for r in results)
+    assert applied == [0, 3]
+    assert any("Waiting up to" in m for m in logs[0] + logs[1])
+    engine = make_engine(postgres_url)
+    assert applied_versions(engine) == ["1", "2", "3"] and lock_row(engine) == LOCK_FREE

@@ -19,9 +19,14 @@ def test_every_cited_test_exists() -> None:
     cited = re.findall(r"(test_\w+\.py)::(test_\w+)", DOC.read_text())
     assert len(cited) >= 10, cited
     for module, name in cited:
-        # A guarantee may be proven by a test of its own area: in tests/reliability/, tests/ or the
-        # deployment tier's tests/deployment/.
-        candidates = [HERE / module, HERE.parent / module, HERE.parent / "deployment" / module]
+        # A guarantee may be proven by a test of its own area: in tests/reliability/, the engine's
+        # behaviour modules in tests/engine/, tests/ or the deployment tier's tests/deployment/.
+        candidates = [
+            HERE / module,
+            HERE.parent / "engine" / module,
+            HERE.parent / module,
+            HERE.parent / "deployment" / module,
+        ]
         path = next((c for c in candidates if c.exists()), candidates[0])
         assert path.exists(), f"docs/reliability.md cites {module}, which does not exist"
         assert name in _test_names(path), f"docs/reliability.md cites {module}::{name}, which does not exist"
