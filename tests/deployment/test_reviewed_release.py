@@ -114,19 +114,6 @@ def test_approve_applies_exactly_the_plan(deployment: Deployment, slot: Slot) ->
     assert deployment.xcom(DAG_ID, run_id, "outcome") == {"applied": True}
 
 
-def test_reject_applies_nothing(deployment: Deployment, slot: Slot) -> None:
-    run_id = deployment.trigger(DAG_ID, {})
-    review(deployment, run_id)
-    answer(deployment, run_id, "Reject")
-    run = deployment.wait_run(DAG_ID, run_id)
-    assert run["state"] == "success", states(deployment, run_id)
-    got = states(deployment, run_id)
-    assert (got["approve"], got["apply"], got["rollback"]) == ("success", "skipped", "skipped"), got
-    assert deployment.xcom(DAG_ID, run_id, "outcome") == {"applied": False}
-    assert versions(slot) == []
-    assert tables(slot) == []
-
-
 def test_a_file_changed_after_the_review_fails_the_apply_before_any_statement(
     deployment: Deployment, slot: Slot
 ) -> None:
