@@ -120,3 +120,11 @@ def test_markdown_is_cut_at_the_limit_with_a_note(tmp_path: Path) -> None:
         cut = render(plan, limit=limit)
         assert len(cut) <= limit
         assert f"Cut here at {limit} characters" in cut and plan.plan_hash[:16] in cut
+
+
+def test_markdown_names_the_versions_before_and_after(folder: Path) -> None:
+    first = render(_review(folder, []))
+    assert "Version **none (no migration applied)** → **" in first and "**None**" not in first
+    checksum = discover(folder, logging.getLogger("t")).versioned[0].checksum
+    later = render(_review(folder, [_row("1", checksum)]))
+    assert "Version **1** → **" in later

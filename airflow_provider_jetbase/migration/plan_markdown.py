@@ -33,13 +33,19 @@ def _fence(sql: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def _version(version: str | None) -> str:
+    # None is a database without applied versioned migrations, not a version called "None".
+    return version if version is not None else "none (no migration applied)"
+
+
 def render(plan: ReviewPlan, limit: int = DEFAULT_LIMIT) -> str:
     steps = plan.steps
     verb = "roll back" if plan.command == "rollback" else "apply"
     head = [
         f"### Jetbase {plan.command} plan: {_cell(plan.database.describe())}",
         "",
-        f"Version **{plan.version_before}** → **{plan.version_after}**, {len(steps)} file(s) to {verb}. "
+        f"Version **{_version(plan.version_before)}** → **{_version(plan.version_after)}**, "
+        f"{len(steps)} file(s) to {verb}. "
         f"Plan hash `{plan.plan_hash}`.",
         "",
     ]
@@ -89,7 +95,7 @@ def _fit(parts: list[str], limit: int, plan_hash: str) -> str:
         if size + len(part) + 1 + (len(note) if remaining > 1 else 0) > limit:
             # The head always fits in a sane limit; past that, stop at a whole part.
             if not out:
-                out.append(part[: max(0, limit - len(note))])
+                out.append(part[: max(0, limit - len(note) - 1)])  # -1: the newline joining them
             out.append(note)
             return "\n".join(out)
         out.append(part)
