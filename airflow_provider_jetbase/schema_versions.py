@@ -81,7 +81,8 @@ class RunLink:
 
     @property
     def href(self) -> str:
-        path = f"/dags/{quote(self.dag_id, safe='')}/runs/{quote(self.run_id, safe='')}/tasks/{quote(self.task_id, safe='')}"
+        dag, run, task = (quote(part, safe="") for part in (self.dag_id, self.run_id, self.task_id))
+        path = f"/dags/{dag}/runs/{run}/tasks/{task}"
         return path + (f"/mapped/{self.map_index}" if self.map_index >= 0 else "")
 
 
@@ -123,8 +124,16 @@ class DatabaseRow:
             "last_change": list(self.last_change),
             "last_change_at": when(self.last_change_at),
             "runs": [
-                {"kind": r.kind, "dag_id": r.dag_id, "run_id": r.run_id, "task_id": r.task_id,
-                 "map_index": r.map_index, "state": r.state, "at": when(r.at), "href": r.href}
+                {
+                    "kind": r.kind,
+                    "dag_id": r.dag_id,
+                    "run_id": r.run_id,
+                    "task_id": r.task_id,
+                    "map_index": r.map_index,
+                    "state": r.state,
+                    "at": when(r.at),
+                    "href": r.href,
+                }
                 for r in self.runs
             ],
         }
@@ -159,9 +168,13 @@ def asset_conn_id(uri: str) -> str | None:
 
 
 def _kind(operator: str) -> str:
-    return {UPGRADE: "upgrade", ROLLBACK: "rollback", STATUS: "status", BASELINE: "baseline", DRIFT: "drift"}.get(
-        operator, operator
-    )
+    return {
+        UPGRADE: "upgrade",
+        ROLLBACK: "rollback",
+        STATUS: "status",
+        BASELINE: "baseline",
+        DRIFT: "drift",
+    }.get(operator, operator)
 
 
 def _short(text: str) -> str:
@@ -266,8 +279,15 @@ def assemble(
         _fold(row, record)
         row.runs.insert(
             0,
-            RunLink(_kind(record.operator), record.dag_id, record.run_id, record.task_id,
-                    record.map_index, record.state, record.end_date),
+            RunLink(
+                _kind(record.operator),
+                record.dag_id,
+                record.run_id,
+                record.task_id,
+                record.map_index,
+                record.state,
+                record.end_date,
+            ),
         )
         del row.runs[RUN_LINKS:]
     for event in sorted(asset_events, key=lambda e: e.timestamp):
@@ -321,9 +341,11 @@ def run_migrations(records: Sequence[TaskRecord]) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- HTML
 _STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1a202c;font-size:14px}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1a202c;
+font-size:14px}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:20px 0 6px}p.note{color:#4a5568;margin:0 0 12px}
-table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #e2e8f0;padding:6px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%}
+th,td{border-bottom:1px solid #e2e8f0;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#f7fafc;font-weight:600}.ok{color:#276749}.bad{color:#c53030;font-weight:600}.warn{color:#b7791f;font-weight:600}
 .muted{color:#718096}a{color:#2b6cb0}code{font-size:12px}td.runs{white-space:nowrap;font-size:12px}
 """
@@ -364,10 +386,15 @@ def _row_html(row: DatabaseRow, ui_base: str) -> str:
     drift = '<span class="muted">never checked</span>'
     if row.drift is not None:
         css = "ok" if row.drift == "ok" else "bad"
-        drift = f'<span class="{css}">{_e(row.drift)}</span><br><span class="muted">{_e(_when(row.drift_at))}</span>'
+        drift = (
+            f'<span class="{css}">{_e(row.drift)}</span><br>'
+            f'<span class="muted">{_e(_when(row.drift_at))}</span>'
+        )
     change = "-"
     if row.last_change_at is not None:
-        change = f"{_e(', '.join(row.last_change))}<br><span class='muted'>{_e(_when(row.last_change_at))}</span>"
+        change = (
+            f"{_e(', '.join(row.last_change))}<br><span class='muted'>{_e(_when(row.last_change_at))}</span>"
+        )
     links = "<br>".join(
         f'<a target="_top" href="{html.escape(ui_base + r.href)}">{_e(r.kind)}</a> '
         f'<span class="muted">{_e(r.dag_id)} · {_e(r.state)} · {_e(_when(r.at))}</span>'
@@ -376,7 +403,7 @@ def _row_html(row: DatabaseRow, ui_base: str) -> str:
     return (
         f'<tr data-conn-id="{html.escape(row.conn_id)}"><td><code>{_e(row.conn_id)}</code></td>'
         f"<td>{_e(row.dialect)}</td><td>{_e(row.current_version)}</td><td>{pending}</td>"
-        f"<td>{lock}</td><td>{drift}</td><td>{reach}</td><td>{change}</td><td class="runs">{links}</td></tr>"
+        f"<td>{lock}</td><td>{drift}</td><td>{reach}</td><td>{change}</td><td class='runs'>{links}</td></tr>"
     )
 
 
@@ -390,7 +417,7 @@ def render_page(rows: Sequence[DatabaseRow], ui_base: str = "") -> str:
     )
     return _page(
         "Schema versions",
-        "<h1>Schema versions</h1><p class=\"note\">Every database a Jetbase task has migrated or "
+        '<h1>Schema versions</h1><p class="note">Every database a Jetbase task has migrated or '
         "checked, from the runs' XComs and <code>jetbase://</code> asset events. Pending and lock "
         "come from the last status or plan.</p>"
         f'<table id="schema-versions"><thead>{head}</thead><tbody>{body}</tbody></table>',
@@ -398,7 +425,7 @@ def render_page(rows: Sequence[DatabaseRow], ui_base: str = "") -> str:
 
 
 def render_run_page(dag_id: str, run_id: str, tasks: Sequence[Mapping[str, Any]]) -> str:
-    parts = [f"<h1>Jetbase migrations</h1><p class=\"note\">{_e(dag_id)} · {_e(run_id)}</p>"]
+    parts = [f'<h1>Jetbase migrations</h1><p class="note">{_e(dag_id)} · {_e(run_id)}</p>']
     if not tasks:
         parts.append('<p class="muted">No Jetbase task in this run.</p>')
     for task in tasks:
@@ -430,7 +457,9 @@ def render_run_page(dag_id: str, run_id: str, tasks: Sequence[Mapping[str, Any]]
                 f"<tr><td>{_e(p.get('version'))}</td><td><code>{_e(p.get('filename'))}</code></td></tr>"
                 for p in task["pending"]
             )
-            parts.append(f"<table><thead><tr><th>Pending</th><th>File</th></tr></thead><tbody>{rows}</tbody></table>")
+            parts.append(
+                f"<table><thead><tr><th>Pending</th><th>File</th></tr></thead><tbody>{rows}</tbody></table>"
+            )
         if task["lint"]:
             rows = "".join(
                 f"<tr><td>{_e(f.get('severity'))}</td><td>{_e(f.get('rule'))}</td>"

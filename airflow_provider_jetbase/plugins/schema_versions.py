@@ -38,7 +38,7 @@ class _LazyApp:
     """An ASGI app that builds the real FastAPI app on its first request."""
 
     def __init__(self) -> None:
-        self._app: "FastAPI | None" = None
+        self._app: FastAPI | None = None
         self._lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,12 +50,11 @@ class _LazyApp:
 
 
 def create_app() -> "FastAPI":
-    from fastapi import Depends, FastAPI
-    from fastapi.responses import HTMLResponse
-
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import GetUserDep, ReadableDagsFilterDep
+    from fastapi import Depends, FastAPI
+    from fastapi.responses import HTMLResponse
 
     from airflow_provider_jetbase import schema_versions as sv
 
@@ -82,7 +81,9 @@ def create_app() -> "FastAPI":
         return sv.render_page(_rows(session, set(readable.value or ())), ui_base=_ui_base())
 
     @app.get("/runs/{dag_id}/{run_id}.json")
-    def run_json(dag_id: str, run_id: str, session: SessionDep, readable: ReadableDagsFilterDep) -> dict[str, Any]:
+    def run_json(
+        dag_id: str, run_id: str, session: SessionDep, readable: ReadableDagsFilterDep
+    ) -> dict[str, Any]:
         return {"dag_id": dag_id, "run_id": run_id, "tasks": _run(session, readable.value, dag_id, run_id)}
 
     @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
@@ -121,11 +122,10 @@ def _rows(session: "Session", readable: set[str]) -> list[Any]:
 
 
 def _task_records(session: "Session", dag_ids: set[str], run_id: str | None = None) -> "list[TaskRecord]":
-    from sqlalchemy import select
-
     from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.models.xcom import XComModel
+    from sqlalchemy import select
 
     from airflow_provider_jetbase import schema_versions as sv
 
@@ -183,9 +183,8 @@ def _task_records(session: "Session", dag_ids: set[str], run_id: str | None = No
 
 
 def _asset_events(session: "Session", readable: set[str]) -> "list[AssetEventRecord]":
-    from sqlalchemy import or_, select
-
     from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import or_, select
 
     from airflow_provider_jetbase import schema_versions as sv
 
@@ -209,9 +208,8 @@ def _asset_events(session: "Session", readable: set[str]) -> "list[AssetEventRec
 
 def _dialects(session: "Session", conn_ids: set[str]) -> dict[str, str | None]:
     """The dialect word of each connection stored in the metadata DB (only the word leaves here)."""
-    from sqlalchemy import select
-
     from airflow.models.connection import Connection
+    from sqlalchemy import select
 
     from airflow_provider_jetbase import schema_versions as sv
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -49,7 +48,7 @@ MIGRATIONS = {
     "V3__drop_note.sql": "ALTER TABLE accounts DROP COLUMN note;\n",
 }
 
-FLEET_DAG = '''
+FLEET_DAG = """
 import pendulum
 from airflow.sdk import dag, task
 
@@ -103,9 +102,9 @@ def jetbase_sv_fleet():
 
 
 jetbase_sv_fleet()
-'''
+"""
 
-DOWN_DAG = '''
+DOWN_DAG = """
 import pendulum
 from airflow.sdk import dag
 
@@ -119,7 +118,7 @@ def jetbase_sv_down():
 
 
 jetbase_sv_down()
-'''
+"""
 
 
 def _require_ui_tools() -> None:
@@ -196,7 +195,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     with ExitStack() as stack:
         urls = {name: stack.enter_context(dbs.fresh_database("postgres")) for name in DBS}
         server = stack.enter_context(running_api_server(home, extra))
-        status, body = _call(server, "POST", "/auth/token", None, {"username": USER, "password": USER_PASSWORD})
+        status, body = _call(
+            server, "POST", "/auth/token", None, {"username": USER, "password": USER_PASSWORD}
+        )
         assert status in (200, 201), body
         setup = Setup(server, json.loads(body)["access_token"], shots)
         for name, url in urls.items():
@@ -223,10 +224,17 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         _dags_test(server, "jetbase_sv_fleet")
         # The database goes away: its connection now points at a port nobody listens on.
         status, body = setup.api(
-            "PATCH", "/api/v2/connections/sv_down", {"connection_id": "sv_down", "conn_type": "postgres",
-                                                       "host": "127.0.0.1", "port": free_loopback_port(),
-                                                       "login": "postgres", "password": DB_PASSWORD,
-                                                       "schema": urls["sv_down"].database},
+            "PATCH",
+            "/api/v2/connections/sv_down",
+            {
+                "connection_id": "sv_down",
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": free_loopback_port(),
+                "login": "postgres",
+                "password": DB_PASSWORD,
+                "schema": urls["sv_down"].database,
+            },
         )
         assert status == 200, body
         _dags_test(server, "jetbase_sv_down")
