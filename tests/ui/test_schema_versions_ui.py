@@ -260,29 +260,34 @@ def test_endpoints_refuse_unauthenticated_requests_and_never_return_credentials(
     assert DB_PASSWORD not in body
     rows = {row["conn_id"]: row for row in json.loads(body)["databases"]}
     assert set(rows) == set(DBS), rows
-
-    current = rows["sv_current"]
-    assert (current["dialect"], current["current_version"], current["pending"]) == ("postgresql", "3", 0)
-    assert current["locked"] is False and current["reachable"] is True
-    assert current["drift"] == "ok"
-    assert current["last_change"] == ["1", "2", "3"] and current["last_change_at"]
-
-    pending = rows["sv_pending"]
-    assert (pending["current_version"], pending["pending"], pending["locked"]) == ("1", 2, False)
-
-    locked = rows["sv_locked"]
-    assert locked["locked"] is True and "other-host:4242" in locked["lock_detail"]
-    assert locked["current_version"] == "3"
-
-    down = rows["sv_down"]
-    assert down["reachable"] is False
-    assert down["current_version"] == "3"  # what it was when it last answered
-    assert down["last_seen"] and down["last_error_at"] > down["last_seen"]
-    assert "OperationalError" in down["last_error"], down
-    assert {r["dag_id"] for r in down["runs"]} == {"jetbase_sv_fleet", "jetbase_sv_down"}
-
+    _check_rows(rows)
     status, body = fleet.api("GET", "/jetbase/schema-versions")
     assert status == 200 and DB_PASSWORD not in body
+
+
+def _check_rows(rows: dict[str, Any]) -> None:
+    """What the runs did, database by database (the whole row in every message)."""
+    current = rows["sv_current"]
+    assert (current["dialect"], current["current_version"], current["pending"]) == ("postgresql", "3", 0), (
+        current
+    )
+    assert current["locked"] is False and current["reachable"] is True, current
+    assert current["drift"] == "ok", current
+    assert current["last_change"] == ["1", "2", "3"] and current["last_change_at"], current
+
+    pending = rows["sv_pending"]
+    assert (pending["current_version"], pending["pending"], pending["locked"]) == ("1", 2, False), pending
+
+    locked = rows["sv_locked"]
+    assert locked["locked"] is True and "other-host:4242" in locked["lock_detail"], locked
+    assert locked["current_version"] == "3", locked
+
+    down = rows["sv_down"]
+    assert down["reachable"] is False, down
+    assert down["current_version"] == "3"  # what it was when it last answered, down
+    assert down["last_seen"] and down["last_error_at"] > down["last_seen"], down
+    assert "OperationalError" in down["last_error"], down
+    assert {r["dag_id"] for r in down["runs"]} == {"jetbase_sv_fleet", "jetbase_sv_down"}, down
 
 
 def test_browse_schema_versions_page_in_chromium(fleet: Setup, tmp_path: Path) -> None:
