@@ -188,9 +188,12 @@ def _seen(row: DatabaseRow, at: datetime | None) -> None:
         row.last_seen = at
 
 
-def _failed(row: DatabaseRow, message: str, at: datetime | None) -> None:
+def _failed(row: DatabaseRow, message: str, at: datetime | None, generic: bool = False) -> None:
+    """``generic``: a failed task that left no error record (a status); within the same outage, the
+    last real error (a failed upgrade's ``jetbase_error``) says more, so it stays."""
+    if not (generic and row.reachable is False and row.last_error):
+        row.last_error = _short(message)
     row.reachable = False
-    row.last_error = _short(message)
     row.last_error_at = at
 
 
@@ -205,7 +208,7 @@ def _fold(row: DatabaseRow, record: TaskRecord) -> None:
         report = report if isinstance(report, Mapping) else result
         if report is None:
             if record.state == "failed":
-                _failed(row, "drift check failed before it reported (see the task log)", at)
+                _failed(row, "drift check failed before it reported (see the task log)", at, generic=True)
             return
         row.drift = str(report.get("status") or ("ok" if report.get("ok") else "drift"))
         row.drift_at = at
@@ -240,7 +243,7 @@ def _fold(row: DatabaseRow, record: TaskRecord) -> None:
         return
     if result is None:
         if record.state == "failed":
-            _failed(row, f"{_kind(record.operator)} task failed (see its log)", at)
+            _failed(row, f"{_kind(record.operator)} task failed (see its log)", at, generic=True)
         return
     if record.operator == STATUS:
         row.current_version = None if result.get("current") is None else str(result["current"])

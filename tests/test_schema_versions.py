@@ -102,6 +102,8 @@ def test_assemble_one_row_per_database_from_status_plan_drift_errors_and_asset_e
                 "duration_ms": 1.0,
             },
         ),
+        # A later failure with no error record keeps the upgrade's error (same outage), not its time.
+        _rec(sv.STATUS, "d", 6, state="failed"),
         _rec(sv.STATUS, None, 9, return_value=_status("9", 9)),  # type: ignore[arg-type]
         _rec("PythonOperator", "a", 9, return_value={"current": "99"}),
     ]
@@ -132,7 +134,7 @@ def test_assemble_one_row_per_database_from_status_plan_drift_errors_and_asset_e
     assert d.reachable is False and d.last_seen == T0 + timedelta(minutes=1)
     assert d.current_version == "5"  # as it was when it last answered
     assert d.last_error == "OperationalError: connection refused"
-    assert d.last_error_at == T0 + timedelta(minutes=5)
+    assert d.last_error_at == T0 + timedelta(minutes=6)
 
 
 def test_a_later_success_makes_a_database_reachable_again_and_runs_are_capped() -> None:

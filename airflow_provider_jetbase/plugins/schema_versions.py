@@ -18,7 +18,10 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowPlugin
+try:  # common-compat maps it to airflow.sdk (Airflow 3.2+) or airflow.plugins_manager
+    from airflow.providers.common.compat.sdk import AirflowPlugin
+except ImportError:  # an older common-compat (the floor is 1.22) without the mapping
+    from airflow.plugins_manager import AirflowPlugin  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
