@@ -14,7 +14,6 @@ Run alone with ``pytest -m ui tests/ui/test_schema_versions_ui.py``.
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,21 +25,18 @@ from urllib.parse import quote
 import pytest
 
 from tests import dbs
-from tests.conftest import unavailable
 from tests.ui.airflow_server import AirflowServer, free_loopback_port, running_api_server
-from tests.ui.browser import CHROMIUM, SUMMARY_LINES, chromium_context, publish_screenshots
+from tests.ui.browser import Shots, chromium_context, recorded_shots, require_ui_tools
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.ui
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Distinctive, so a leak anywhere is unambiguous (PostgreSQL here trusts loopback: it is never checked).
 DB_PASSWORD = "Pg-Pa55-91c0ffee-do-not-leak"
 USER, USER_PASSWORD = "admin", "ui-admin-Pa55-4b1d"
 DBS = ("sv_current", "sv_pending", "sv_locked", "sv_down")
-SETTLE_MS = 1_000
 
 MIGRATIONS = {
     "V1__create_accounts.sql": "CREATE TABLE accounts (id integer PRIMARY KEY, note text);\n",
@@ -121,19 +117,6 @@ jetbase_sv_down()
 """
 
 
-def _require_ui_tools() -> None:
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (`make ui-deps`, as root: apt-get install -y chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append('the playwright Python package (pip install -e ".[test]")')
-    if missing:
-        message = "UI test needs " + " and ".join(missing)
-        unavailable(message, f"SKIPPING the UI test outside CI: {message}")
-
-
 def _call(
     server: AirflowServer, method: str, path: str, token: str | None, body: Any = None
 ) -> tuple[int, str]:
@@ -155,20 +138,16 @@ def _call(
 
 
 class Setup:
-    def __init__(self, server: AirflowServer, token: str, shots: Path) -> None:
+    def __init__(self, server: AirflowServer, token: str, shots: Shots) -> None:
         self.server = server
         self.token = token
         self.shots = shots
-        self.taken: list[Path] = []
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
         return _call(self.server, method, path, self.token, body)
 
     def take(self, page: Page, name: str) -> None:
-        page.wait_for_timeout(SETTLE_MS)
-        path = self.shots / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        self.taken.append(path)
+        self.shots.take(page, name)
 
 
 def _dags_test(server: AirflowServer, dag_id: str) -> None:
@@ -181,7 +160,7 @@ def _dags_test(server: AirflowServer, dag_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Setup]:
-    _require_ui_tools()
+    require_ui_tools()
     dbs.check_server("postgres")
     home = tmp_path_factory.mktemp("airflow-home-sv")
     passwords = home / "simple-auth-passwords.json"
@@ -191,8 +170,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
     }
-    shots = tmp_path_factory.mktemp("ui-screenshots-sv")
     with ExitStack() as stack:
+        folder = tmp_path_factory.mktemp("ui-screenshots-sv")
+        shots = stack.enter_context(recorded_shots(folder, request.config))
         urls = {name: stack.enter_context(dbs.fresh_database("postgres")) for name in DBS}
         server = stack.enter_context(running_api_server(home, extra))
         status, body = _call(
@@ -239,13 +219,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         assert status == 200, body
         _dags_test(server, "jetbase_sv_down")
         yield setup
-    lines = [f"Schema versions screenshots ({len(setup.taken)}): {shots}"]
-    target = os.environ.get("JETBASE_UI_SCREENSHOTS")
-    if target and setup.taken:
-        target_dir = Path(target) if Path(target).is_absolute() else PROJECT_ROOT / target
-        publish_screenshots(shots, target_dir)
-        lines.append(f"copied to {target_dir}")
-    request.config.stash.setdefault(SUMMARY_LINES, []).extend(lines)
 
 
 def test_endpoints_refuse_unauthenticated_requests_and_never_return_credentials(fleet: Setup) -> None:
