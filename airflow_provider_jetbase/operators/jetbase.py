@@ -194,7 +194,11 @@ class _JetbaseMigratorOperator(CancellableMigrationOperator):
         URL's host, port and database only; nothing of OpenLineage is imported here)."""
         from airflow_provider_jetbase.migration.lineage import LineageRecord, lineage_target
 
-        target = lineage_target(migrator.engine.url, migrator.dialect.name)
+        try:
+            target = lineage_target(migrator.engine.url, migrator.dialect.name)
+        except Exception as exc:  # noqa: BLE001 - lineage never fails a task, nor hides its error
+            self.log.warning("No lineage for '%s': %s", self.jetbase_conn_id, type(exc).__name__)
+            return
         if target is None:
             return
         self._lineage_record = LineageRecord(
