@@ -702,6 +702,12 @@ _MAPPINGS: tuple[ConnectionMapping, ...] = (
 SUPPORTED_CONN_TYPES: tuple[str, ...] = tuple(dict.fromkeys(m.conn_type for m in _MAPPINGS))
 
 
+def conn_type_dialect(conn_type: str) -> str | None:
+    """The dialect the mappings of an Airflow connection type build (None: the type names none
+    itself, as ``jetbase`` whose URL does, or no mapping claims it)."""
+    return next((m.dialect for m in _MAPPINGS if m.conn_type == conn_type and m.dialect), None)
+
+
 def _claiming_mapping(
     r: _Reader, conn_type: str, mappings: tuple[ConnectionMapping, ...] = _MAPPINGS
 ) -> ConnectionMapping:

@@ -37,18 +37,6 @@ XCOM_KEYS = ("return_value", "jetbase_error", "drift_report")
 RUN_LINKS = 3
 ERROR_CHARS = 300
 
-# Airflow connection types -> SQLAlchemy dialect (the ``jetbase`` type names it in its URL).
-_CONN_TYPE_DIALECTS = {
-    "postgres": "postgresql",
-    "postgresql": "postgresql",
-    "mysql": "mysql",
-    "sqlite": "sqlite",
-    "snowflake": "snowflake",
-    "databricks": "databricks",
-    "clickhouse": "clickhouse",
-}
-
-
 @dataclass(frozen=True)
 class TaskRecord:
     dag_id: str
@@ -144,9 +132,13 @@ def dialect_of(conn_type: str | None, sqlalchemy_url: str | None = None) -> str 
     if conn_type == "jetbase":
         if not sqlalchemy_url:
             return None
+        from airflow_provider_jetbase.migration.dialects import dialect_name
+
         scheme = urlsplit(str(sqlalchemy_url)).scheme
-        return scheme.split("+", 1)[0].lower() or None
-    return _CONN_TYPE_DIALECTS.get((conn_type or "").lower())
+        return dialect_name(scheme.split("+", 1)[0]) or None
+    from airflow_provider_jetbase.connection_mapping import conn_type_dialect
+
+    return conn_type_dialect((conn_type or "").lower())
 
 
 def conn_id_of(xcoms: Mapping[str, Any], rendered_fields: Mapping[str, Any] | None) -> str | None:

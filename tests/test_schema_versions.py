@@ -149,6 +149,7 @@ def test_identity_helpers() -> None:
     assert sv.dialect_of("postgres") == "postgresql"
     assert sv.dialect_of("jetbase", "mysql+pymysql://u:secret@h/db") == "mysql"
     assert sv.dialect_of("jetbase", None) is None and sv.dialect_of("http") is None
+    assert sv.dialect_of("jetbase", "mariadb+pymysql://h/db") == "mysql"  # the dialect table's name
     assert sv.asset_conn_id("jetbase://warehouse_eu/") == "warehouse_eu"
     assert sv.asset_conn_id("s3://bucket/") is None
     assert sv.conn_id_of({"jetbase_error": {"jetbase_conn_id": "e"}}, None) == "e"
