@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -439,61 +437,6 @@ def test_failing_migration_fails_the_task_with_the_engine_message(
     assert "no_such_table" in outcome.output
     assert outcome.asset_events == []
     assert applied_versions(sqlite_url) == ["1"]
-
-
-KILL_SCRIPT = """
-import signal, sys
-sys.path.insert(0, {repo!r})
-from tests.operator_helpers import make_dag, render_and_execute
-from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
-
-with make_dag("t_kill", fileloc={dag_file!r}):
-    op = JetbaseUpgradeOperator(task_id="slow", jetbase_conn_id="jb_test", migrations_dir={migrations!r})
-# What Airflow 3's task runner installs: on SIGTERM it only calls task.on_kill().
-signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())
-render_and_execute(op)
-"""
-
-
-def test_sigterm_during_migration_rolls_back_and_releases_the_lock(postgres_url: URL, tmp_path: Path) -> None:
-    migrations = write_migrations(
-        tmp_path / "migrations",
-        {
-            "V1__quick.sql": "CREATE TABLE quick (id INTEGER);\n",
-            "V2__slow.sql": "CREATE TABLE slow (id INTEGER);\nSELECT pg_sleep(3);\n",
-        },
-    )
-    script = KILL_SCRIPT.format(
-        repo=str(REPO_ROOT), dag_file=str(tmp_path / "dag.py"), migrations=str(migrations)
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = conn_env_value(postgres_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    engine = create_engine(postgres_url)
-    try:
-        # Wait (without a time limit: the child ends by itself) until V2 is running under the lock.
-        while proc.poll() is None:
-            with engine.connect() as conn:
-                running = conn.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'")
-                ).scalar_one()
-            if running:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the migration finished before it could be killed"
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate()
-        with engine.connect() as conn:
-            locked = conn.execute(text("SELECT is_locked FROM jetbase_lock WHERE id = 1")).scalar_one()
-    finally:
-        engine.dispose()
-    assert proc.returncode != 0
-    assert "TaskKilledError" in output, output
-    assert not locked, output
-    assert applied_versions(postgres_url) == ["1"]
-    assert "slow" not in table_names(postgres_url)  # PostgreSQL rolled the open migration back
 
 
 HEAVY_MODULES = (
