@@ -150,9 +150,27 @@ def _self_committed_note(f: MigrationFile, found: list[tuple[int, str]]) -> str:
     )
 
 
-def _statement(stmt: TextClause, params: dict[str, Any]) -> Callable[[Connection], None]:
-    def run(conn: Connection) -> None:
+def _statement(stmt: TextClause, params: dict[str, Any]) -> Callable[[Connection], bool]:
+    """A file's version-row change; False: the lock's ownership is still to be proved."""
+
+    def run(conn: Connection) -> bool:
         conn.execute(stmt, params)
+        return False
+
+    return run
+
+
+def _record_owned(
+    lock: MigrationLock, stmt: TextClause, params: dict[str, Any], relpath: str, done: list[MigrationRun]
+) -> Callable[[Connection], bool]:
+    """The version-row INSERT together with the lock's ownership proof, in one statement where the
+    dialect has one (True: proved); else the INSERT alone (False: check_owned follows)."""
+
+    def run(conn: Connection) -> bool:
+        if lock.record_owned(conn, params, relpath, done):
+            return True
+        conn.execute(stmt, params)
+        return False
 
     return run
 
@@ -449,13 +467,14 @@ class Migrator:
         done: list[MigrationRun] = []
         self.logger.info("Starting migrations (current version %s)...", plan.version_before)
         progress = Progress(self.logger, len(plan.steps), "upgrade")
+        insert = queries.insert_version_stmt()
         for step in plan.steps:
             f = step.file
             if step.row_exists:
                 upd = {"checksum": f.checksum, "filename": f.filename, "migration_type": f.migration_type}
                 finish = _statement(queries.update_repeatable_migration_stmt(), upd)
             else:
-                finish = _statement(queries.insert_version_stmt(), self._row_params(f))
+                finish = _record_owned(lock, insert, self._row_params(f), f.relpath, done)
             done.append(self._run_file(conn, f, step.section, finish, done, lock, progress))
         after = plan.version_after
         self.logger.info(
@@ -482,7 +501,7 @@ class Migrator:
         conn: Connection,
         f: MigrationFile,
         section: Section,
-        finish: Callable[[Connection], None],
+        finish: Callable[[Connection], bool],
         done: list[MigrationRun],
         lock: MigrationLock,
         progress: Progress,
@@ -513,7 +532,7 @@ class Migrator:
         f: MigrationFile,
         section: Section,
         split: PragmaSplit,
-        finish: Callable[[Connection], None],
+        finish: Callable[[Connection], bool],
         done: list[MigrationRun],
         lock: MigrationLock,
         progress: Progress,
@@ -549,8 +568,8 @@ class Migrator:
             number = None
             if self.canceller.requested.is_set():
                 raise _Cancelled
-            finish(conn)
-            lock.check_owned(conn, f.relpath, done)
+            if not finish(conn):
+                lock.check_owned(conn, f.relpath, done)
         except BaseException as exc:
             self._rollback_after_failure(conn, transaction, f)
             cancelled = self.canceller.requested.is_set()
