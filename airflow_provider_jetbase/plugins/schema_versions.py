@@ -97,10 +97,11 @@ def create_app() -> "FastAPI":
 
 
 def _ui_base() -> str:
-    from airflow.configuration import conf
+    from urllib.parse import urlsplit
+
+    from airflow.providers.common.compat.sdk import conf
 
     base = conf.get("api", "base_url", fallback="") or ""
-    from urllib.parse import urlsplit
 
     return urlsplit(base).path.rstrip("/")
 
