@@ -202,3 +202,55 @@ def test_allow_comment_does_not_change_jetbase_checksum(tmp_path: Path) -> None:
 
 def test_no_steps_never_imports_the_parser() -> None:
     assert lint_plan([], "postgresql", "upgrade") == ()
+
+
+# CREATE TABLE statements whose new table's name the lint reads without sqlglot, with the dialect.
+PLAIN_CREATES = [
+    ("postgresql", "CREATE TABLE users (id INT)"),
+    ("postgresql", "create table if not exists App.Users(id INT)"),
+    ("postgresql", "CREATE TEMP TABLE scratch (id INT)"),
+    ("mysql", "/* note */ CREATE TABLE db1.orders (id INT) ENGINE=InnoDB"),
+    ("sqlite", "CREATE TEMPORARY TABLE IF NOT EXISTS t_2 (\n  id INTEGER PRIMARY KEY\n)"),
+    ("snowflake", "CREATE TABLE db.sch.events (id NUMBER)"),
+]
+
+
+@pytest.mark.parametrize(("dialect", "statement"), PLAIN_CREATES)
+def test_plain_create_table_is_read_without_the_parser_as_sqlglot_reads_it(
+    dialect: str, statement: str
+) -> None:
+    import sqlglot
+
+    from airflow_provider_jetbase.migration.dialects import known_dialect
+    from airflow_provider_jetbase.migration.lint import _CREATE_TABLE_RE, _table_name
+
+    facts = known_dialect(dialect)
+    parsed = sqlglot.parse_one(statement, read=facts.sqlglot if facts else None)
+    match = _CREATE_TABLE_RE.match(statement)
+    assert match is not None
+    assert match.group(1).lower() == _table_name(parsed.this)
+
+
+def test_plain_create_table_skips_the_parser_and_still_counts_as_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlglot
+
+    parsed: list[str] = []
+    real_parse = sqlglot.parse
+
+    def spy(sql: str, *args: object, **kwargs: object) -> object:
+        parsed.append(sql)
+        return real_parse(sql, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlglot, "parse", spy)
+    body = (
+        'CREATE TABLE users (id INT);\nCREATE TABLE "Quoted" (id INT);\n'
+        "ALTER TABLE users ADD COLUMN n INT NOT NULL;\nALTER TABLE old ADD COLUMN n INT NOT NULL;\n"
+        + ROLLBACK
+    )
+    assert _lint(tmp_path, body) == ["add-not-null-column"]
+    assert [(f.rule, f.line) for f in _findings(tmp_path, body)] == [("add-not-null-column", 4)]
+    # The quoted name and the ALTERs go to sqlglot; the plain CREATE TABLE does not.
+    assert not any(sql.startswith("CREATE TABLE users") for sql in parsed)
+    assert any(sql.startswith('CREATE TABLE "Quoted"') for sql in parsed)
