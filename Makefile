@@ -24,9 +24,13 @@ ui-deps:
 demo: install
 	$(BIN)/python scripts/demo.py
 
-## make test: ruff, mypy and the whole test suite (real PostgreSQL and MariaDB on 127.0.0.1).
+## make test: ruff, mypy and the whole test suite (real PostgreSQL and MariaDB on 127.0.0.1), on
+## TEST_WORKERS pytest-xdist workers. Most of the suite waits (on servers, subprocesses, fsyncs), so
+## more workers than the 2 cores of the CI machine pay; tests/conftest.py keeps each module, and the
+## deployment tier as a whole, on one worker. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 4
 test: install lint typecheck
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS)
 
 ## make test-fast: the inner loop: pure tests plus real SQLite and the jetbase CLI, no database server
 ## and no Airflow run (about 25 s on an idle machine). tests/conftest.py marks every test that needs a
@@ -78,7 +82,7 @@ test-airflow:
 	$(MAKE) .venv-airflow-$(AIRFLOW)/.installed
 	.venv-airflow-$(AIRFLOW)/bin/python -c "import airflow, sqlalchemy; \
 		print('Airflow', airflow.__version__, 'SQLAlchemy', sqlalchemy.__version__)"
-	.venv-airflow-$(AIRFLOW)/bin/python -m pytest -ra $(AIRFLOW_TESTS)
+	.venv-airflow-$(AIRFLOW)/bin/python -m pytest -ra -n $(TEST_WORKERS) $(AIRFLOW_TESTS)
 
 ## make test-airflow-matrix: every leg of AIRFLOW_LEGS (what .ci/run runs after `make test`).
 test-airflow-matrix:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine, make_url
 
-from tests import dbs
+from tests import dbs, run_summary
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -265,11 +265,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         server = server or ("db_url" in uses and params.get("db_url") != "sqlite")
         if server or any(item.get_closest_marker(m) for m in _SERVER_MARKERS):
             item.add_marker(pytest.mark.slow_tier)
+    if hasattr(config, "workerinput"):  # an xdist worker: the order it collects is the order dealt
+        _longest_first(items)
+
+
+# `make test` runs the suite on pytest-xdist workers. Each test module runs whole on one worker (its
+# module-scoped fixtures, a UI server or a built wheel, are made once), and the deployment tier, one
+# real Airflow deployment for all its modules, runs whole on one worker too; the modules go to
+# whichever worker is free. (Not xdist_group markers: xdist 3.8 renames the items' node ids to apply
+# them, which pytest 9 no longer lets it do, so they are silently ignored.)
+DEPLOYMENT_TIER = "tests/deployment/"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleAndTierScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return ModuleAndTierScheduling(config, log)
+
+
+def _scope(nodeid: str) -> str:
+    return DEPLOYMENT_TIER if nodeid.startswith(DEPLOYMENT_TIER) else nodeid.split("::", 1)[0]
+
+
+def _longest_first(items: list[pytest.Item]) -> None:
+    """Hand the workers the longest modules first (tests/module_durations.py): the order in which
+    xdist deals out the modules is the collection's."""
+    from tests.module_durations import load
+
+    figures = load()
+    tier = sum(seconds for module, seconds in figures.items() if module.startswith(DEPLOYMENT_TIER))
+
+    def seconds(item: pytest.Item) -> float:
+        scope = _scope(item.nodeid)
+        return tier if scope == DEPLOYMENT_TIER else figures.get(scope, 0.0)
+
+    items.sort(key=seconds, reverse=True)  # stable: a module's own tests keep their order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    run_summary.start(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, in the controller: where a worker writes its summary lines."""
+    run_summary.hand_to_worker(node.config, node.workerinput)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """Where the browser tests (tests/ui/, tests/deployment/) left their screenshots."""
-    from tests.ui.browser import SUMMARY_LINES  # here: tests/ui/browser.py imports this module
-
-    for line in config.stash.get(SUMMARY_LINES, []):
-        terminalreporter.write_line(line)
+    """Where the browser tests (tests/ui/, tests/deployment/) left their screenshots, and how long the
+    deployment took to start (tests/run_summary.py)."""
+    run_summary.write_lines(config, terminalreporter)

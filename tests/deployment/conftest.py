@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import run_summary
 from tests.conftest import unavailable
 from tests.deployment.deployment import (
     Deployment,
@@ -17,7 +18,6 @@ from tests.deployment.deployment import (
     running_deployment,
 )
 
-STARTED_IN = pytest.StashKey[float]()
 LAST_MODULE = "test_secrets_scan.py"
 
 
@@ -37,11 +37,7 @@ def deployment(
     except DeploymentUnavailable as exc:
         unavailable(f"CI needs {exc}", f"SKIPPING the deployment tier outside CI: {exc}")
     with running_deployment(tmp_path_factory.mktemp("deployment")) as running:
-        request.config.stash[STARTED_IN] = running.started_in_s
+        run_summary.add_line(
+            request.config, f"deployment tier: the Airflow deployment started in {running.started_in_s:.1f} s"
+        )
         yield running
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    started = config.stash.get(STARTED_IN, None)
-    if started is not None:
-        terminalreporter.write_line(f"deployment tier: the Airflow deployment started in {started:.1f} s")

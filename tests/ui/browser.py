@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests import run_summary
 from tests.conftest import unavailable
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ VIEWPORT = {"width": 1400, "height": 1000}
 SETTLE_MS = 1_000
 # The tallest a screenshot grows to show a scrolled panel whole (fit_panel).
 MAX_SHOT_HEIGHT = 4_000
-# Lines (where the screenshots are) that tests/conftest.py prints in the run's closing summary.
-SUMMARY_LINES = pytest.StashKey[list[str]]()
 
 
 def require_ui_tools() -> None:
@@ -88,7 +87,8 @@ def recorded_shots(folder: Path, config: pytest.Config) -> Iterator[Shots]:
         target_dir = Path(target) if Path(target).is_absolute() else PROJECT_ROOT / target
         publish_screenshots(folder, target_dir)
         lines.append(f"UI screenshots copied to {target_dir}")
-    config.stash.setdefault(SUMMARY_LINES, []).extend(lines)
+    for line in lines:
+        run_summary.add_line(config, line)
 
 
 def fit_panel(page: Page, inside: Locator) -> None:
