@@ -20,13 +20,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, inspect, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Inspector
 
 # A guard against a hung CLI (e.g. blocked on a row lock), not a speed assertion.
 CLI_HANG_GUARD_SECONDS = 300.0
@@ -238,14 +238,16 @@ def jetbase_checksum(path: Path) -> str:
 VERSION_ROW_COLUMNS = ("version", "description", "filename", "migration_type", "checksum")
 
 
-def version_rows(engine: Engine, include_order: bool = True) -> list[tuple[Any, ...]]:
+def version_rows(
+    engine: Engine, include_order: bool = True, tables: Collection[str] | None = None
+) -> list[tuple[Any, ...]]:
     """``jetbase_migrations`` rows in execution order, without ``applied_at``.
 
     ``order_executed`` is kept (when asked) because both tools insert through the same identity
     column: in the same sequence of steps, the same numbers must come out.
     """
     columns = (("order_executed",) if include_order else ()) + VERSION_ROW_COLUMNS
-    if not table_exists(engine, "jetbase_migrations"):
+    if not table_exists(engine, "jetbase_migrations", tables):
         return []
     with engine.connect() as conn:
         result = conn.execute(
@@ -263,9 +265,9 @@ def applied_versions(engine: Engine) -> list[str]:
 LOCK_FREE: tuple[bool, bool, str | None] = (False, False, None)
 
 
-def lock_row(engine: Engine) -> tuple[bool, bool, str | None] | None:
+def lock_row(engine: Engine, tables: Collection[str] | None = None) -> tuple[bool, bool, str | None] | None:
     """(is_locked, locked_at is set, process_id) of the single lock row, None without the table."""
-    if not table_exists(engine, "jetbase_lock"):
+    if not table_exists(engine, "jetbase_lock", tables):
         return None
     with engine.connect() as conn:
         # Whether locked_at is set is asked of the database: fakesnow's server sends a NULL
@@ -281,8 +283,9 @@ def lock_row(engine: Engine) -> tuple[bool, bool, str | None] | None:
     return bool(row[0]), bool(row[1]), row[2]
 
 
-def table_exists(engine: Engine, name: str) -> bool:
-    return name in inspect(engine).get_table_names()
+def table_exists(engine: Engine, name: str, tables: Collection[str] | None = None) -> bool:
+    """``tables``: the table names already read (database_state reads them once for all its parts)."""
+    return name in (inspect(engine).get_table_names() if tables is None else tables)
 
 
 # fakesnow (the Snowflake emulator) backs an IDENTITY column with a DuckDB sequence whose name ends in
@@ -303,9 +306,9 @@ def _column_signature(column: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def schema_snapshot(engine: Engine) -> dict[str, Any]:
+def schema_snapshot(engine: Engine, inspector: Inspector | None = None) -> dict[str, Any]:
     """Tables with their columns (name, type, nullability, default), primary keys and indexes."""
-    inspector = inspect(engine)
+    inspector = inspect(engine) if inspector is None else inspector
     snapshot: dict[str, Any] = {}
     for table in sorted(inspector.get_table_names()):
         if table in PROVIDER_TABLES:
@@ -330,18 +333,19 @@ def provider_lock_owner_rows(engine: Engine) -> int:
         return int(conn.execute(text(f"SELECT COUNT(*) FROM {PROVIDER_TABLES[0]}")).scalar_one())
 
 
-def user_table_counts(engine: Engine) -> dict[str, int]:
+def user_table_counts(engine: Engine, tables: Collection[str] | None = None) -> dict[str, int]:
     """Row counts of every non-Jetbase table: shows how often RA/ROC and seed files really ran."""
     counts: dict[str, int] = {}
+    names = inspect(engine).get_table_names() if tables is None else tables
     with engine.connect() as conn:
-        for table in sorted(inspect(engine).get_table_names()):
+        for table in sorted(names):
             if table in JETBASE_TABLES or table in PROVIDER_TABLES:
                 continue
             counts[table] = int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
     return counts
 
 
-def jetbase_ddl(engine: Engine) -> dict[str, Any]:
+def jetbase_ddl(engine: Engine, tables: Collection[str] | None = None) -> dict[str, Any]:
     """The Jetbase tables' definitions as the database itself reports them.
 
     The inspector's types lose details that matter here (MySQL's ``TIMESTAMP(6)`` shows as
@@ -351,7 +355,7 @@ def jetbase_ddl(engine: Engine) -> dict[str, Any]:
     dialect = engine.dialect.name
     with engine.connect() as conn:
         for table in JETBASE_TABLES:
-            if not table_exists(engine, table):
+            if not table_exists(engine, table, tables):
                 continue
             if dialect == "sqlite":
                 sql = conn.execute(
@@ -411,12 +415,16 @@ class DatabaseState:
 
 
 def database_state(engine: Engine, include_order: bool = True) -> DatabaseState:
+    # One inspector and one read of the table names for all parts: on the Snowflake emulator every
+    # catalogue query costs tens of milliseconds, and nothing writes while the state is read.
+    inspector = inspect(engine)
+    tables = inspector.get_table_names()
     return DatabaseState(
-        rows=version_rows(engine, include_order=include_order),
-        schema=schema_snapshot(engine),
-        ddl=jetbase_ddl(engine),
-        counts=user_table_counts(engine),
-        lock=lock_row(engine),
+        rows=version_rows(engine, include_order=include_order, tables=tables),
+        schema=schema_snapshot(engine, inspector),
+        ddl=jetbase_ddl(engine, tables),
+        counts=user_table_counts(engine, tables),
+        lock=lock_row(engine, tables),
     )
 
 

@@ -230,8 +230,10 @@ def test_after_a_baseline_the_next_upgrade_applies_only_the_later_files(
     # applied_at rises in version order, so the CLI's "ORDER BY applied_at DESC" finds 1.1 latest.
     stamps = applied_at_in_version_order(engine)
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
-    assert "Latest migration version: 1.1" in adopted.current().messages
-    assert_audits_clean(adopted)
+    if continue_with == "cli":
+        # What the CLI reads from the baseline's rows: the same rows in both variants, so read once.
+        assert "Latest migration version: 1.1" in adopted.current().messages
+        assert_audits_clean(adopted)
 
     if continue_with == "cli":
         assert applied_by_cli(adopted.upgrade().assert_ok()) == LATER

@@ -41,9 +41,16 @@ from tests.operator_helpers import (
     write_migrations,
 )
 from tests.operator_helpers import applied_versions as applied_by_url
-from tests.test_interop_cli import Pair, assert_run_checksums, make_engine, new_migrator
+from tests.test_interop_cli import (
+    Pair,
+    ReferenceLog,
+    assert_run_checksums,
+    make_engine,
+    new_migrator,
+    reference_logs,
+)
 
-__all__ = ["make_engine"]  # a fixture, used by name
+__all__ = ["make_engine", "reference_logs"]  # fixtures, used by name
 
 
 @pytest.fixture
@@ -140,9 +147,20 @@ ALL_VERSIONS = ["1", "1.1", "1.2", "2", "2.1", "10"]
 
 
 @pytest.mark.parametrize("first", ["cli_first", "engine_first"])
-def test_cli_and_engine_take_turns_on_clickhouse(first: str, pair: Pair) -> None:
+def test_cli_and_engine_take_turns_on_clickhouse(
+    first: str,
+    clickhouse_url: URL,
+    tmp_path: Path,
+    make_engine: Callable[..., Engine],
+    reference_logs: dict[str, ReferenceLog],
+    request: pytest.FixtureRequest,
+) -> None:
     """Both directions: after every step database A (CLI and engine in turn) equals database B (CLI
-    alone): jetbase_migrations rows (order_executed included), schema, DDL and row counts."""
+    alone): jetbase_migrations rows (order_executed included), schema, DDL and row counts. B runs the
+    same CLI steps in both directions: the first direction records them, the other replays them."""
+    replay = reference_logs.get("clickhouse")
+    reference_url = None if replay is not None else request.getfixturevalue("clickhouse_reference_url")
+    pair = Pair(tmp_path, clickhouse_url, reference_url, make_engine, replay=replay)
     pair.write(write_scenario_files)
     cli_turn = first == "cli_first"
 
@@ -236,6 +254,9 @@ def test_cli_and_engine_take_turns_on_clickhouse(first: str, pair: Pair) -> None
     assert applied_versions(pair.engine_a) == ["1", "1.1"]
     by_other(lambda m: m.upgrade(), lambda p: p.upgrade(), "8")
     assert applied_versions(pair.engine_a) == ALL_VERSIONS
+    pair.assert_replayed()
+    if replay is None:
+        reference_logs["clickhouse"] = pair.log
 
 
 def test_dry_runs_change_nothing(pair: Pair) -> None:

@@ -8,9 +8,11 @@ and the lock row of A must equal B's. Both tools read the very same migrations f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from tests.jetbase_cli import (
     LOCK_FREE,
     LOCK_HELD_MESSAGE,
     PROVIDER_TABLES,
+    CliResult,
+    DatabaseState,
     JetbaseProject,
     StatementGate,
     applied_versions,
@@ -177,26 +181,104 @@ def write_scenario_files(folder: Path, backend: str = "") -> None:
 # ----------------------------------------------------------------------------- scenario
 
 
-class Pair:
-    """Database A (mixed CLI/engine) and reference database B (CLI only), same files."""
+@dataclass(frozen=True)
+class ReferenceStep:
+    """One step of the reference database: the CLI's arguments, the files it read, the state after."""
 
-    def __init__(self, tmp_path: Path, url: URL, ref_url: URL, make_engine: Callable[..., Engine]) -> None:
+    args: tuple[str, ...]
+    files: str
+    state: DatabaseState
+
+
+@dataclass
+class ReferenceLog:
+    """The reference database's steps through one scenario, to replay against another database A.
+
+    The CLI alone, from a fresh database, through the same commands on the same files, leaves the same
+    state: so a scenario run once with a live reference can serve as the reference of the next run of
+    the same steps (the other order of take-turns). A Pair replaying it checks at every step that the
+    command and the files are the recorded ones, and at the end that no recorded step was left over.
+    """
+
+    steps: list[ReferenceStep] = field(default_factory=list)
+
+
+@dataclass
+class CommandProbe(JetbaseProject):
+    """Runs nothing: says which arguments a ``lambda p: p.upgrade(...)`` action gives the CLI."""
+
+    def __post_init__(self) -> None:
+        pass
+
+    def run(self, *args: str) -> CliResult:
+        return CliResult(tuple(args), 0, "", "")
+
+
+def folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+class Pair:
+    """Database A (mixed CLI/engine) and reference database B (CLI only), same files.
+
+    With ``replay`` (a ReferenceLog recorded by an earlier Pair through the same steps) there is no
+    database B: each step compares A with B's recorded state. Otherwise B is live and ``log`` records
+    its steps."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        url: URL,
+        ref_url: URL | None,
+        make_engine: Callable[..., Engine],
+        replay: ReferenceLog | None = None,
+    ) -> None:
         self.a = JetbaseProject(tmp_path / "a", url)
-        self.b = JetbaseProject(tmp_path / "b", ref_url)
         self.engine_a = make_engine(url)
-        self.engine_b = make_engine(ref_url)
         self.migrator = new_migrator(
             self.engine_a, self.a.migrations_dir, lock_timeout=30.0, lock_poll_interval=0.2
         )
+        self.replay = replay
+        self.replayed = 0
+        self.log = ReferenceLog()
+        if replay is None:
+            assert ref_url is not None, "a live reference needs its database"
+            self.b = JetbaseProject(tmp_path / "b", ref_url)
+            self.engine_b = make_engine(ref_url)
 
     def write(self, writer: Callable[[Path], object]) -> None:
         writer(self.a.migrations_dir)
-        self.b.copy_migrations_from(self.a.migrations_dir)
+        if self.replay is None:
+            self.b.copy_migrations_from(self.a.migrations_dir)
+
+    def reference_step(self, action: Callable[[JetbaseProject], Any], step: str) -> DatabaseState:
+        """The CLI's ``action`` on B and B's state after it (recorded), or the recorded state."""
+        if self.replay is not None:
+            return self._replayed_step(action, step)
+        result = action(self.b).assert_ok()
+        state = database_state(self.engine_b)
+        self.log.steps.append(ReferenceStep(result.args, folder_digest(self.b.migrations_dir), state))
+        return state
+
+    def _replayed_step(self, action: Callable[[JetbaseProject], Any], step: str) -> DatabaseState:
+        assert self.replay is not None
+        steps = self.replay.steps
+        assert self.replayed < len(steps), f"{step}: the recorded reference has no step {self.replayed + 1}"
+        recorded = steps[self.replayed]
+        self.replayed += 1
+        args = action(CommandProbe(self.a.root, self.a.url)).args
+        assert recorded.args == args, f"{step}: the recorded reference ran {recorded.args}, not {args}"
+        assert recorded.files == folder_digest(self.a.migrations_dir), (
+            f"{step}: the recorded reference read other migration files"
+        )
+        return recorded.state
 
     def cli_both(self, action: Callable[[JetbaseProject], Any], step: str) -> None:
         action(self.a).assert_ok()
-        action(self.b).assert_ok()
-        self.check(step)
+        self.compare(step, self.reference_step(action, step))
 
     def engine_vs_cli(
         self, engine_action: Callable[[Any], Any], cli_action: Callable[[JetbaseProject], Any], step: str
@@ -212,12 +294,20 @@ class Pair:
             assert stamps_after[run.filename] != stamps_before.get(run.filename), (
                 f"{step}: applied_at of {run.filename} was not refreshed"
             )
-        cli_action(self.b).assert_ok()
-        self.check(step)
+        self.compare(step, self.reference_step(cli_action, step))
         return result
 
+    def assert_replayed(self) -> None:
+        if self.replay is not None:
+            left = len(self.replay.steps) - self.replayed
+            assert left == 0, f"{left} step(s) of the recorded reference were not replayed"
+
     def check(self, step: str) -> None:
-        assert_same_state(database_state(self.engine_a), database_state(self.engine_b), step)
+        """A against the live B as it is now."""
+        self.compare(step, database_state(self.engine_b))
+
+    def compare(self, step: str, expected: DatabaseState) -> None:
+        assert_same_state(database_state(self.engine_a), expected, step)
         assert provider_lock_owner_rows(self.engine_a) == 0, f"{step}: a lock holder row was left behind"
 
 
@@ -240,12 +330,28 @@ def assert_run_checksums(result: Any, folder: Path, key: str) -> None:
         assert run.checksum == jetbase_checksum(by_name[run.filename]), run.filename
 
 
+@pytest.fixture(scope="module")
+def reference_logs() -> dict[str, ReferenceLog]:
+    """Per backend, the reference database's steps through test_cli_and_engine_take_turns. Database B
+    gets the same CLI commands on the same files whichever tool starts on A, so the first order run
+    records them (on a live B) and the other replays them (ReferenceLog checks each step is the same)."""
+    return {}
+
+
 @pytest.mark.parametrize("first", ["cli_first", "engine_first"])
 def test_cli_and_engine_take_turns(
-    first: str, db_url: URL, reference_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+    first: str,
+    db_url: URL,
+    tmp_path: Path,
+    make_engine: Callable[..., Engine],
+    reference_logs: dict[str, ReferenceLog],
+    request: pytest.FixtureRequest,
 ) -> None:
-    pair = Pair(tmp_path, db_url, reference_url, make_engine)
-    pair.write(lambda folder: write_scenario_files(folder, db_url.get_backend_name()))
+    backend = db_url.get_backend_name()
+    replay = reference_logs.get(backend)
+    reference_url = None if replay is not None else request.getfixturevalue("reference_url")
+    pair = Pair(tmp_path, db_url, reference_url, make_engine, replay=replay)
+    pair.write(lambda folder: write_scenario_files(folder, backend))
     cli_turn = first == "cli_first"
 
     # 1. apply up to 1.2 (the CLI accepts "1_2"; so must we).
@@ -369,6 +475,9 @@ def test_cli_and_engine_take_turns(
         pair.cli_both(lambda p: p.upgrade(), "8: CLI re-applies")
     assert applied_versions(pair.engine_a) == ["1", "1.1", "1.2", "2", "2.1", "10"]
     assert lock_row(pair.engine_a) == LOCK_FREE
+    pair.assert_replayed()
+    if replay is None:
+        reference_logs[backend] = pair.log
 
 
 def test_validation_findings_agree_with_the_cli(
@@ -476,7 +585,10 @@ def test_checksums_identical_for_every_file(
 def test_engine_holds_lock_cli_upgrade_fails(
     db_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
 ) -> None:
-    project = JetbaseProject(tmp_path, db_url)
+    on_sqlite = db_url.get_backend_name() == "sqlite"
+    # On SQLite the CLI's acquire waits out pysqlite's busy timeout (5 s by default) on the engine's
+    # file lock before it fails; the same timeout given in the CLI's URL as 0.2 s fails the same way.
+    project = JetbaseProject(tmp_path, db_url.update_query_dict({"timeout": "0.2"}) if on_sqlite else db_url)
     write_migration(
         project.migrations_dir,
         "V1__gate.sql",
@@ -513,7 +625,6 @@ def test_engine_holds_lock_cli_upgrade_fails(
         cli = project.upgrade()
         # SQLite: the engine holds the file's write lock for the whole migration (so no waiter can take
         # the lock row over between its ownership checks), so the CLI's acquire fails on the file lock.
-        on_sqlite = db_url.get_backend_name() == "sqlite"
         cli.assert_failed_with("database is locked" if on_sqlite else LOCK_HELD_MESSAGE)
         assert "Status: LOCKED" in " ".join(project.run("lock-status").messages)
         # The CLI changed nothing and did not steal or clear the lock.

@@ -29,6 +29,7 @@ from tests.jetbase_cli import JetbaseProject, applied_versions, write_migration
 from tests.test_hook_cloud import PASSPHRASE, _pem, define_connection
 from tests.test_interop_cli import (  # noqa: F401 - collected here, on the fixtures below
     new_migrator,
+    reference_logs,
     test_cli_and_engine_take_turns,
     test_cli_lock_makes_engine_wait_then_time_out,
     test_engine_holds_lock_cli_upgrade_fails,
