@@ -4,6 +4,7 @@ e.g. ``jetbase_demo``) is passed to the Airflow subprocess as ``AIRFLOW_CONN_<ID
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from tests.airflow_harness import (
     REPO_ROOT,
     AirflowHome,
     DagRunOutcome,
+    DagSession,
     conn_env_value,
     example_conn_id,
 )
@@ -29,13 +31,13 @@ def _url(kind: str, request: pytest.FixtureRequest) -> URL:
     return url
 
 
-def _run(home: AirflowHome, name: str, url: URL, run_conf: dict[str, object] | None = None) -> DagRunOutcome:
-    outcome = home.run_dag(
-        EXAMPLE_DAGS / f"{name}.py",
-        name,
-        connections={example_conn_id(name): conn_env_value(url)},
-        run_conf=run_conf,
-    )
+def _session(home: AirflowHome, name: str, url: URL) -> contextlib.AbstractContextManager[DagSession]:
+    """One subprocess for the test's runs of example ``name`` (tests/airflow_harness.py)."""
+    return home.session(EXAMPLE_DAGS, connections={example_conn_id(name): conn_env_value(url)})
+
+
+def _run(session: DagSession, name: str, run_conf: dict[str, object] | None = None) -> DagRunOutcome:
+    outcome = session.run(EXAMPLE_DAGS / f"{name}.py", name, run_conf=run_conf)
     assert outcome.state == "success", outcome.explain()
     return outcome
 
@@ -50,29 +52,33 @@ def _run(home: AirflowHome, name: str, url: URL, run_conf: dict[str, object] | N
 @pytest.mark.parametrize("kind", KINDS)
 def test_migrate_before_etl(kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome) -> None:
     url = _url(kind, request)
-    first = _run(airflow_home, "example_jetbase_migrate_before_etl", url)
-    assert applied_versions(url) == ["1", "2", "3"]
-    assert first.xcom["migrate"]["versions_applied"] == ["1", "2", "3"]
-    etl = first.xcom["load_daily_sales"]
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(
-                text("SELECT orders_count, total_cents FROM daily_sales WHERE sales_day = :d"),
-                {"d": etl["day"]},
-            ).one()
-    finally:
-        engine.dispose()
-    assert (row[0], row[1]) == (etl["orders"], etl["total_cents"]) == (3, 6549)
-    assert [(e["uri"], e["task_id"]) for e in first.asset_events] == [("jetbase://jetbase_demo/", "migrate")]
-    assert first.asset_events[0]["extra"]["versions"] == ["1", "2", "3"]
-    assert "V3__create_daily_sales.sql" in first.output  # the table of what ran is in the task log
+    name = "example_jetbase_migrate_before_etl"
+    with _session(airflow_home, name, url) as session:
+        first = _run(session, name)
+        assert applied_versions(url) == ["1", "2", "3"]
+        assert first.xcom["migrate"]["versions_applied"] == ["1", "2", "3"]
+        etl = first.xcom["load_daily_sales"]
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT orders_count, total_cents FROM daily_sales WHERE sales_day = :d"),
+                    {"d": etl["day"]},
+                ).one()
+        finally:
+            engine.dispose()
+        assert (row[0], row[1]) == (etl["orders"], etl["total_cents"]) == (3, 6549)
+        assert [(e["uri"], e["task_id"]) for e in first.asset_events] == [
+            ("jetbase://jetbase_demo/", "migrate")
+        ]
+        assert first.asset_events[0]["extra"]["versions"] == ["1", "2", "3"]
+        assert "V3__create_daily_sales.sql" in first.output  # the table of what ran is in the task log
 
-    second = _run(airflow_home, "example_jetbase_migrate_before_etl", url)
+        second = _run(session, name)  # the same subprocess: the first run's output is not in this one's
     assert second.xcom["migrate"]["versions_applied"] == []
     assert second.xcom["migrate"]["version_after"] == "3"
     assert second.asset_events == []  # nothing applied: no schema-change event
-    assert "up to date" in second.output
+    assert "up to date" in second.output and "V3__create_daily_sales.sql" not in second.output
     assert applied_versions(url) == ["1", "2", "3"]
 
 
@@ -88,19 +94,23 @@ def test_rollback_dry_run_first_then_count_then_to_version(
     _apply_rollback_example_migrations(url)
     assert applied_versions(url) == ["1", "2", "3"]
 
-    preview_only = _run(airflow_home, "example_jetbase_rollback", url, {"count": 2, "dry_run_only": True})
-    assert preview_only.xcom["preview_rollback"]["versions_rolled_back"] == ["3", "2"]
-    assert preview_only.xcom["rollback"]["dry_run"] is True
-    assert "DROP TABLE stock;" in preview_only.output  # the dry run logs the SQL
-    assert applied_versions(url) == ["1", "2", "3"]
+    name = "example_jetbase_rollback"
+    with _session(airflow_home, name, url) as session:
+        preview_only = _run(session, name, {"count": 2, "dry_run_only": True})
+        assert preview_only.xcom["preview_rollback"]["versions_rolled_back"] == ["3", "2"]
+        assert preview_only.xcom["rollback"]["dry_run"] is True
+        assert "DROP TABLE stock;" in preview_only.output  # the dry run logs the SQL
+        assert applied_versions(url) == ["1", "2", "3"]
 
-    by_count = _run(airflow_home, "example_jetbase_rollback", url, {"count": 1})
-    assert by_count.xcom["rollback"]["versions_rolled_back"] == ["3"]
-    assert applied_versions(url) == ["1", "2"]
-    assert "stock" not in table_names(url)
+        by_count = _run(session, name, {"count": 1})
+        assert by_count.xcom["rollback"]["versions_rolled_back"] == ["3"]
+        assert "DROP TABLE stock;" in by_count.output  # each run's output is its own
+        assert applied_versions(url) == ["1", "2"]
+        assert "stock" not in table_names(url)
 
-    to_version = _run(airflow_home, "example_jetbase_rollback", url, {"to_version": "1"})
+        to_version = _run(session, name, {"to_version": "1"})
     assert to_version.xcom["rollback"]["versions_rolled_back"] == ["2"]
+    assert "DROP TABLE stock;" not in to_version.output
     assert applied_versions(url) == ["1"]
     assert "products" in table_names(url) and "prices" not in table_names(url)
 
@@ -184,22 +194,19 @@ def test_fleet_maps_one_upgrade_per_matching_connection_and_summarizes(
     connections = {eu: conn_env_value(sqlite_url), "jetbase_fleet_us": conn_env_value(postgres_url)}
     outside = {"jetbase_demo": conn_env_value(postgres_url)}  # does not match the fleet's pattern
 
-    def run() -> DagRunOutcome:
-        outcome = airflow_home.run_dag(EXAMPLE_DAGS / f"{name}.py", name, connections=connections | outside)
-        assert outcome.state == "success", outcome.explain()
-        return outcome
-
-    first = run()
+    with airflow_home.session(EXAMPLE_DAGS, connections=connections | outside) as session:
+        first = _run(session, name)
+        first_versions = applied_versions(sqlite_url), applied_versions(postgres_url)
+        second = _run(session, name)
     assert first.xcom["list_targets"] == [eu, "jetbase_fleet_us"]
     rows = first.xcom["summary"]["databases"]
     assert [(r["database"], r["status"], r["version_after"], r["applied"]) for r in rows] == [
         (eu, "migrated", "2", ["1", "2"]),
         ("jetbase_fleet_us", "migrated", "2", ["1", "2"]),
     ]
-    assert applied_versions(sqlite_url) == applied_versions(postgres_url) == ["1", "2"]
+    assert first_versions == (["1", "2"], ["1", "2"])
     assert sorted(e["uri"] for e in first.asset_events) == [f"jetbase://{eu}/", "jetbase://jetbase_fleet_us/"]
 
-    second = run()
     assert [r["status"] for r in second.xcom["summary"]["databases"]] == ["up to date", "up to date"]
     assert second.asset_events == []
 

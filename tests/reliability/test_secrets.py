@@ -149,13 +149,18 @@ def test_example_dags_leak_no_secret(
         # The other examples' tables are drift for the drift example's migrations.
         ("example_jetbase_drift_check", None, {"check_drift": "failed"}),
     ]  # fmt: skip
-    for name, conf, tasks in runs:
-        outcome = run(secrets_home, name, conn, conf)
-        assert outcome.tasks == tasks, outcome.explain()
-        assert_no_secret(f"{name} output", outcome.output, forms)
-        assert_no_secret(f"{name} XCom", json.dumps(outcome.xcom, default=str), forms)
-        assert_no_secret(f"{name} asset events", json.dumps(outcome.asset_events, default=str), forms)
-    last = run(secrets_home, "example_jetbase_migrate_before_etl", conn)
+    # One subprocess for all six runs (tests/airflow_harness.py), each example's connection id in it.
+    connections = {example_conn_id(name): conn for name, _, _ in runs}
+    with secrets_home.session(EXAMPLE_DAGS, connections=connections) as session:
+        for name, conf, tasks in runs:
+            outcome = session.run(EXAMPLE_DAGS / f"{name}.py", name, run_conf=conf)
+            assert outcome.tasks == tasks, outcome.explain()
+            assert_no_secret(f"{name} output", outcome.output, forms)
+            assert_no_secret(f"{name} XCom", json.dumps(outcome.xcom, default=str), forms)
+            assert_no_secret(f"{name} asset events", json.dumps(outcome.asset_events, default=str), forms)
+        last = session.run(
+            EXAMPLE_DAGS / "example_jetbase_migrate_before_etl.py", "example_jetbase_migrate_before_etl"
+        )
     assert last.state == "success", last.explain()
     # Positive control: the connection's non-secret parts do reach the log, so the scan looks where
     # a leak would land.
