@@ -24,6 +24,11 @@ from tests.airflow_harness import (
 from tests.operator_helpers import applied_versions, table_names
 
 KINDS = ["sqlite", "postgres"]
+# tests/deployment/test_example_dags.py runs the migrate-before-ETL and wait-for-version examples on
+# PostgreSQL on a real deployment, in the main suite: here they run on SQLite only, and
+# tests/example_dags_on_postgres.py runs them on PostgreSQL where there is no deployment tier (the
+# Makefile's AIRFLOW_TESTS, on the older Airflow versions).
+DEPLOYED_KINDS = ["sqlite"]
 
 
 def _url(kind: str, request: pytest.FixtureRequest) -> URL:
@@ -42,14 +47,17 @@ def _run(session: DagSession, name: str, run_conf: dict[str, object] | None = No
     return outcome
 
 
-@pytest.mark.xfail(
+NO_ALIAS_EVENT_ON_3_1 = pytest.mark.xfail(
     not AIRFLOW_V_3_2_PLUS,
     reason="Airflow 3.1.0's dag.test() records no asset event added through an outlet alias: the task "
     "succeeds and adds the event (test_operators checks that on 3.1 too), but neither the asset nor the "
     "event reaches the metadata database; 3.2.2 and 3.3.2 record it",
     strict=True,
 )
-@pytest.mark.parametrize("kind", KINDS)
+
+
+@NO_ALIAS_EVENT_ON_3_1
+@pytest.mark.parametrize("kind", DEPLOYED_KINDS)
 def test_migrate_before_etl(kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome) -> None:
     url = _url(kind, request)
     name = "example_jetbase_migrate_before_etl"
@@ -125,7 +133,7 @@ def _upgrade(url: URL, folder: Path, **kwargs: object) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DEPLOYED_KINDS)
 def test_wait_for_version_defers_then_resumes_when_the_version_lands(
     kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome
 ) -> None:
