@@ -281,14 +281,30 @@ class DagSession:
     stderr_file: IO[str]
     results: IO[str]
 
-    def run(self, dag_file: Path, dag_id: str, *, run_conf: Mapping[str, Any] | None = None) -> DagRunOutcome:
+    def run(
+        self,
+        dag_file: Path,
+        dag_id: str,
+        *,
+        run_conf: Mapping[str, Any] | None = None,
+        connections: Mapping[str, str] | None = None,
+    ) -> DagRunOutcome:
+        """One DagRun; ``connections``: more of this run only (the subprocess sets them in its own
+        environment for the run and removes them after it)."""
         if dag_file.parent != self.dags_folder:
             raise ValueError(f"{dag_file} is not in the session's dags folder {self.dags_folder}")
         assert self.proc.stdin is not None
         offsets = [os.fstat(f.fileno()).st_size for f in (self.stdout_file, self.stderr_file)]
         line = ""
         if self.proc.poll() is None:
-            request = {"dag_file": str(dag_file), "dag_id": dag_id, "conf": dict(run_conf or {})}
+            request = {
+                "dag_file": str(dag_file),
+                "dag_id": dag_id,
+                "conf": dict(run_conf or {}),
+                "env": {
+                    f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in (connections or {}).items()
+                },
+            }
             with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.write(json.dumps(request) + "\n")
                 self.proc.stdin.flush()
@@ -348,11 +364,29 @@ def _run_in_subprocess(dag_file: str, dag_id: str, conf_json: str) -> None:
 
 
 def _serve(results_fd: int) -> None:
-    """Run one DagRun per JSON request line of stdin, in turn; each result is a line on results_fd."""
+    """Run one DagRun per JSON request line of stdin, in turn; each result is a line on results_fd.
+    A request's ``env`` (its own connections) is in this process's environment for its run only."""
+    import traceback
+
     with os.fdopen(results_fd, "w") as results:
         for n, line in enumerate(sys.stdin):
             request = json.loads(line)
-            result = _run_one(request["dag_file"], request["dag_id"], request["conf"], module_suffix=f"_{n}")
+            run_env: dict[str, str] = request["env"]
+            saved = {key: os.environ.get(key) for key in run_env}
+            os.environ.update(run_env)
+            try:
+                result = _run_one(
+                    request["dag_file"], request["dag_id"], request["conf"], module_suffix=f"_{n}"
+                )
+            except Exception:  # noqa: BLE001 - reported as a run that did not finish; the next may run
+                traceback.print_exc()
+                result = {"state": None, "tasks": {}, "xcom": {}, "asset_events": []}
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
             sys.stdout.flush()
             sys.stderr.flush()
             results.write(json.dumps(result, default=str) + "\n")
