@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests import test_example_dags as examples
-from tests.airflow_harness import AirflowHome
+from tests import test_example_dags as example_tests
+from tests.airflow_harness import AirflowHome, DagSession
+from tests.test_example_dags import examples  # noqa: F401 - the module's harness session, a fixture
 
 
-@examples.NO_ALIAS_EVENT_ON_3_1
-def test_migrate_before_etl_on_postgres(request: pytest.FixtureRequest, airflow_home: AirflowHome) -> None:
-    examples.test_migrate_before_etl("postgres", request, airflow_home)
+@example_tests.NO_ALIAS_EVENT_ON_3_1
+def test_migrate_before_etl_on_postgres(request: pytest.FixtureRequest, examples: DagSession) -> None:  # noqa: F811
+    example_tests.test_migrate_before_etl("postgres", request, examples)
 
 
 def test_wait_for_version_defers_then_resumes_on_postgres(
     request: pytest.FixtureRequest, airflow_home: AirflowHome
 ) -> None:
-    examples.test_wait_for_version_defers_then_resumes_when_the_version_lands(
+    example_tests.test_wait_for_version_defers_then_resumes_when_the_version_lands(
         "postgres", request, airflow_home
     )

@@ -4,7 +4,7 @@ e.g. ``jetbase_demo``) is passed to the Airflow subprocess as ``AIRFLOW_CONN_<ID
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +36,22 @@ def _url(kind: str, request: pytest.FixtureRequest) -> URL:
     return url
 
 
-def _session(home: AirflowHome, name: str, url: URL) -> contextlib.AbstractContextManager[DagSession]:
-    """One subprocess for the test's runs of example ``name`` (tests/airflow_harness.py)."""
-    return home.session(EXAMPLE_DAGS, connections={example_conn_id(name): conn_env_value(url)})
+@pytest.fixture(scope="module")
+def examples(airflow_home: AirflowHome) -> Iterator[DagSession]:
+    """One harness subprocess for the module's example runs (tests/airflow_harness.py); each run hands
+    it its own connections."""
+    with airflow_home.session(EXAMPLE_DAGS) as session:
+        yield session
 
 
-def _run(session: DagSession, name: str, run_conf: dict[str, object] | None = None) -> DagRunOutcome:
-    outcome = session.run(EXAMPLE_DAGS / f"{name}.py", name, run_conf=run_conf)
+def _connections(name: str, url: URL) -> dict[str, str]:
+    return {example_conn_id(name): conn_env_value(url)}
+
+
+def _run(
+    examples: DagSession, name: str, connections: dict[str, str], run_conf: dict[str, object] | None = None
+) -> DagRunOutcome:
+    outcome = examples.run(EXAMPLE_DAGS / f"{name}.py", name, run_conf=run_conf, connections=connections)
     assert outcome.state == "success", outcome.explain()
     return outcome
 
@@ -58,31 +67,30 @@ NO_ALIAS_EVENT_ON_3_1 = pytest.mark.xfail(
 
 @NO_ALIAS_EVENT_ON_3_1
 @pytest.mark.parametrize("kind", DEPLOYED_KINDS)
-def test_migrate_before_etl(kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome) -> None:
+def test_migrate_before_etl(kind: str, request: pytest.FixtureRequest, examples: DagSession) -> None:
     url = _url(kind, request)
     name = "example_jetbase_migrate_before_etl"
-    with _session(airflow_home, name, url) as session:
-        first = _run(session, name)
-        assert applied_versions(url) == ["1", "2", "3"]
-        assert first.xcom["migrate"]["versions_applied"] == ["1", "2", "3"]
-        etl = first.xcom["load_daily_sales"]
-        engine = create_engine(url)
-        try:
-            with engine.connect() as conn:
-                row = conn.execute(
-                    text("SELECT orders_count, total_cents FROM daily_sales WHERE sales_day = :d"),
-                    {"d": etl["day"]},
-                ).one()
-        finally:
-            engine.dispose()
-        assert (row[0], row[1]) == (etl["orders"], etl["total_cents"]) == (3, 6549)
-        assert [(e["uri"], e["task_id"]) for e in first.asset_events] == [
-            ("jetbase://jetbase_demo/", "migrate")
-        ]
-        assert first.asset_events[0]["extra"]["versions"] == ["1", "2", "3"]
-        assert "V3__create_daily_sales.sql" in first.output  # the table of what ran is in the task log
+    connections = _connections(name, url)
+    first = _run(examples, name, connections)
+    assert applied_versions(url) == ["1", "2", "3"]
+    assert first.xcom["migrate"]["versions_applied"] == ["1", "2", "3"]
+    etl = first.xcom["load_daily_sales"]
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT orders_count, total_cents FROM daily_sales WHERE sales_day = :d"),
+                {"d": etl["day"]},
+            ).one()
+    finally:
+        engine.dispose()
+    assert (row[0], row[1]) == (etl["orders"], etl["total_cents"]) == (3, 6549)
+    assert [(e["uri"], e["task_id"]) for e in first.asset_events] == [("jetbase://jetbase_demo/", "migrate")]
+    assert first.asset_events[0]["extra"]["versions"] == ["1", "2", "3"]
+    assert "V3__create_daily_sales.sql" in first.output  # the table of what ran is in the task log
 
-        second = _run(session, name)  # the same subprocess: the first run's output is not in this one's
+    # The same subprocess: the first run's output is not in this one's.
+    second = _run(examples, name, connections)
     assert second.xcom["migrate"]["versions_applied"] == []
     assert second.xcom["migrate"]["version_after"] == "3"
     assert second.asset_events == []  # nothing applied: no schema-change event
@@ -96,27 +104,27 @@ def _apply_rollback_example_migrations(url: URL) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_rollback_dry_run_first_then_count_then_to_version(
-    kind: str, request: pytest.FixtureRequest, airflow_home: AirflowHome
+    kind: str, request: pytest.FixtureRequest, examples: DagSession
 ) -> None:
     url = _url(kind, request)
     _apply_rollback_example_migrations(url)
     assert applied_versions(url) == ["1", "2", "3"]
 
     name = "example_jetbase_rollback"
-    with _session(airflow_home, name, url) as session:
-        preview_only = _run(session, name, {"count": 2, "dry_run_only": True})
-        assert preview_only.xcom["preview_rollback"]["versions_rolled_back"] == ["3", "2"]
-        assert preview_only.xcom["rollback"]["dry_run"] is True
-        assert "DROP TABLE stock;" in preview_only.output  # the dry run logs the SQL
-        assert applied_versions(url) == ["1", "2", "3"]
+    connections = _connections(name, url)
+    preview_only = _run(examples, name, connections, {"count": 2, "dry_run_only": True})
+    assert preview_only.xcom["preview_rollback"]["versions_rolled_back"] == ["3", "2"]
+    assert preview_only.xcom["rollback"]["dry_run"] is True
+    assert "DROP TABLE stock;" in preview_only.output  # the dry run logs the SQL
+    assert applied_versions(url) == ["1", "2", "3"]
 
-        by_count = _run(session, name, {"count": 1})
-        assert by_count.xcom["rollback"]["versions_rolled_back"] == ["3"]
-        assert "DROP TABLE stock;" in by_count.output  # each run's output is its own
-        assert applied_versions(url) == ["1", "2"]
-        assert "stock" not in table_names(url)
+    by_count = _run(examples, name, connections, {"count": 1})
+    assert by_count.xcom["rollback"]["versions_rolled_back"] == ["3"]
+    assert "DROP TABLE stock;" in by_count.output  # each run's output is its own
+    assert applied_versions(url) == ["1", "2"]
+    assert "stock" not in table_names(url)
 
-        to_version = _run(session, name, {"to_version": "1"})
+    to_version = _run(examples, name, connections, {"to_version": "1"})
     assert to_version.xcom["rollback"]["versions_rolled_back"] == ["2"]
     assert "DROP TABLE stock;" not in to_version.output
     assert applied_versions(url) == ["1"]
@@ -195,17 +203,17 @@ def test_demo_script_end_to_end(tmp_path: Path) -> None:
     strict=True,
 )
 def test_fleet_maps_one_upgrade_per_matching_connection_and_summarizes(
-    sqlite_url: URL, postgres_url: URL, airflow_home: AirflowHome
+    sqlite_url: URL, postgres_url: URL, examples: DagSession
 ) -> None:
     name = "example_jetbase_fleet"
     eu = example_conn_id(name)
     connections = {eu: conn_env_value(sqlite_url), "jetbase_fleet_us": conn_env_value(postgres_url)}
     outside = {"jetbase_demo": conn_env_value(postgres_url)}  # does not match the fleet's pattern
+    connections |= outside
 
-    with airflow_home.session(EXAMPLE_DAGS, connections=connections | outside) as session:
-        first = _run(session, name)
-        first_versions = applied_versions(sqlite_url), applied_versions(postgres_url)
-        second = _run(session, name)
+    first = _run(examples, name, connections)
+    first_versions = applied_versions(sqlite_url), applied_versions(postgres_url)
+    second = _run(examples, name, connections)
     assert first.xcom["list_targets"] == [eu, "jetbase_fleet_us"]
     rows = first.xcom["summary"]["databases"]
     assert [(r["database"], r["status"], r["version_after"], r["applied"]) for r in rows] == [
