@@ -60,8 +60,8 @@ AIRFLOW_LEGS := 3.1.0 3.2.2
 # provider discovery (ProvidersManager, `airflow providers list`) and the compat layer. The engine,
 # drift and mapping tests import no Airflow, so a second Airflow adds nothing to them.
 AIRFLOW_TESTS := tests/test_hook.py tests/test_operators.py tests/test_sensor.py tests/test_trigger.py \
-	tests/test_example_dags.py tests/test_provider_info.py tests/test_airflow_compat.py \
-	tests/test_schema_versions.py
+	tests/test_example_dags.py tests/example_dags_on_postgres.py tests/test_provider_info.py \
+	tests/test_airflow_compat.py tests/test_schema_versions.py
 # postgres and mysql drive the real servers; no Snowflake/ClickHouse extra, whose SQLAlchemy 2.0
 # ceiling (clickhouse-sqlalchemy's pin, snowflake-sqlalchemy 1.x at runtime) would hide SQLAlchemy 2.1.
 AIRFLOW_EXTRAS := postgres,mysql,test

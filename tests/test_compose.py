@@ -17,12 +17,15 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL
+
+if TYPE_CHECKING:
+    from tests.airflow_harness import AirflowHome
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.airflow.yml"
@@ -407,18 +410,17 @@ def _strip_comments(sql: str) -> str:
 
 
 @pytest.mark.postgres
-def test_example_dag_runs_with_the_compose_connection(postgres_url: URL, tmp_path: Path) -> None:
+def test_example_dag_runs_with_the_compose_connection(postgres_url: URL, airflow_home: AirflowHome) -> None:
     """The migrate-before-ETL example, run by Airflow (`dag.test()`) with the compose file's
     `AIRFLOW_CONN_JETBASE_DEMO` value pointed at the local PostgreSQL: migrations, then the ETL."""
     from sqlalchemy import create_engine
 
-    from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome
+    from tests.airflow_harness import EXAMPLE_DAGS
 
     conns = conn_vars(environment(load_compose()["services"]["airflow-scheduler"]))
     value = _rewrite(conns["AIRFLOW_CONN_JETBASE_DEMO"], postgres_url)
-    home = AirflowHome.create(tmp_path / "airflow_home")
     dag_id = "example_jetbase_migrate_before_etl"
-    outcome = home.run_dag(EXAMPLE_DAGS / f"{dag_id}.py", dag_id, connections={"jetbase_demo": value})
+    outcome = airflow_home.run_dag(EXAMPLE_DAGS / f"{dag_id}.py", dag_id, connections={"jetbase_demo": value})
     assert outcome.state == "success", outcome.explain()
     assert set(outcome.tasks.values()) == {"success"}, outcome.explain()
     engine = create_engine(postgres_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from airflow_provider_jetbase.migration import Migrator
-from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, conn_env_value
+from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, DagSession, conn_env_value
 from tests.drift_helpers import disposing, make_engine, run_sql, write_migrations
 
 CONN_ID = "jb_drift"
@@ -120,14 +121,21 @@ def test_operator_module_import_is_cheap() -> None:
 EXAMPLE = EXAMPLE_DAGS / "example_jetbase_drift_check.py"
 
 
-def test_example_dag_passes_then_alerts_on_drift(airflow_home: AirflowHome, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def examples(airflow_home: AirflowHome) -> Iterator[DagSession]:
+    """One harness subprocess for the module's example runs; each run hands it its own connection."""
+    with airflow_home.session(EXAMPLE_DAGS) as session:
+        yield session
+
+
+def test_example_dag_passes_then_alerts_on_drift(examples: DagSession, tmp_path: Path) -> None:
     target = tmp_path / "drift_demo.db"
     url = URL.create("sqlite", database=str(target))
     with disposing(make_engine(url)) as engine:
         Migrator(engine, EXAMPLE_DAGS / "migrations" / "drift_check").upgrade()
     connections = {"jetbase_drift_demo": conn_env_value(str(target))}
 
-    clean = airflow_home.run_dag(EXAMPLE, "example_jetbase_drift_check", connections=connections)
+    clean = examples.run(EXAMPLE, "example_jetbase_drift_check", connections=connections)
     assert clean.tasks == {"check_drift": "success"}, clean.explain()
     report = clean.xcom["check_drift"]
     assert report["ok"] is True and report["method"] == "replay" and report["tables_checked"] == 2
@@ -135,15 +143,17 @@ def test_example_dag_passes_then_alerts_on_drift(airflow_home: AirflowHome, tmp_
 
     with disposing(make_engine(url)) as engine:
         run_sql(
-            engine, "ALTER TABLE accounts ADD COLUMN nickname VARCHAR(40); DROP INDEX ix_invoices_issued_on"
+            engine,
+            "ALTER TABLE accounts ADD COLUMN nickname VARCHAR(40); DROP INDEX ix_invoices_issued_on",
         )
-    drift = airflow_home.run_dag(EXAMPLE, "example_jetbase_drift_check", connections=connections)
+    drift = examples.run(EXAMPLE, "example_jetbase_drift_check", connections=connections)
     assert drift.tasks == {"check_drift": "failed"}, drift.explain()
     assert drift.state is not None and "failed" in drift.state
     # The readable table in the task log, and the on_failure_callback's alert.
     assert "column_added" in drift.output and "accounts.nickname" in drift.output
     assert "JETBASE DRIFT ALERT for jetbase_drift_demo" in drift.output, drift.explain()
     assert "- index_dropped: invoices.ix_invoices_issued_on" in drift.output
+    assert "Jetbase drift check: OK" not in drift.output  # the session's runs keep their own output
 
 
 def test_operator_fails_with_could_not_run_when_the_check_cannot_run(
@@ -174,11 +184,11 @@ def test_operator_fails_with_could_not_run_when_the_check_cannot_run(
 
 
 def test_example_dag_alerts_could_not_run_when_the_database_is_missing(
-    airflow_home: AirflowHome, tmp_path: Path
+    examples: DagSession, tmp_path: Path
 ) -> None:
     missing = tmp_path / "never_created.db"
     connections = {"jetbase_drift_demo": conn_env_value(str(missing))}
-    run = airflow_home.run_dag(EXAMPLE, "example_jetbase_drift_check", connections=connections)
+    run = examples.run(EXAMPLE, "example_jetbase_drift_check", connections=connections)
     assert run.tasks == {"check_drift": "failed"}, run.explain()
     assert "JETBASE DRIFT CHECK COULD NOT RUN for jetbase_drift_demo" in run.output, run.explain()
     assert "JETBASE DRIFT ALERT" not in run.output and "failing finding" not in run.output

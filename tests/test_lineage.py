@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from airflow_provider_jetbase.migration.lineage import (
     table_changes,
 )
 from airflow_provider_jetbase.migration.results import MigrationRun
-from tests.airflow_harness import REPO_ROOT, AirflowHome, conn_env_value
+from tests.airflow_harness import REPO_ROOT, AirflowHome, DagRunOutcome, conn_env_value
 from tests.operator_helpers import write_migrations
 
 PG = LineageTarget(
@@ -318,23 +320,8 @@ def _states(event: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def test_a_real_run_emits_complete_events_with_the_changes(
-    airflow_home: AirflowHome, tmp_path: Path, postgres_url: URL
-) -> None:
-    dags = tmp_path / "dags"
-    write_migrations(dags / "migrations", LINEAGE_MIGRATIONS)
-    (dags / "lineage_dag.py").write_text(LINEAGE_DAG)
-    events_file = tmp_path / "openlineage.jsonl"
-    transport = {"type": "file", "log_file_path": str(events_file), "append": True}
-    outcome = airflow_home.run_dag(
-        dags / "lineage_dag.py",
-        "jetbase_lineage",
-        connections={"jb_lineage": conn_env_value(postgres_url)},
-        env={
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
-            "AIRFLOW__OPENLINEAGE__NAMESPACE": "t",
-        },
-    )
+def test_a_real_run_emits_complete_events_with_the_changes(lineage_runs: LineageRuns) -> None:
+    postgres_url, events_file, outcome = lineage_runs.url, lineage_runs.events_file, lineage_runs.outcome
     assert outcome.tasks == {"upgrade_v1": "success", "upgrade_rest": "success", "rollback": "success"}, (
         outcome.explain()
     )
@@ -387,30 +374,59 @@ from airflow.sdk import DAG
 from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
 
 with DAG("jetbase_lineage_fail", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
-    JetbaseUpgradeOperator(task_id="migrate", jetbase_conn_id="jb_lineage", migrations_dir="migrations")
+    JetbaseUpgradeOperator(
+        task_id="migrate", jetbase_conn_id="jb_lineage_fail", migrations_dir="migrations_fail"
+    )
 """
 
+FAILING_MIGRATIONS = {
+    "V1__ok.sql": "CREATE TABLE kept (id INTEGER);\n",
+    # PostgreSQL rolls the whole file back: its CREATE never happened.
+    "V2__broken.sql": "CREATE TABLE never (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
+}
 
-def test_a_failed_upgrade_reports_what_committed_before_the_failure(
-    airflow_home: AirflowHome, tmp_path: Path, postgres_url: URL
-) -> None:
-    dags = tmp_path / "dags"
-    write_migrations(
-        dags / "migrations",
-        {
-            "V1__ok.sql": "CREATE TABLE kept (id INTEGER);\n",
-            # PostgreSQL rolls the whole file back: its CREATE never happened.
-            "V2__broken.sql": "CREATE TABLE never (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
-        },
-    )
+
+@dataclass
+class LineageRuns:
+    url: URL
+    fail_url: URL
+    events_file: Path
+    outcome: DagRunOutcome
+    fail_outcome: DagRunOutcome
+
+
+@pytest.fixture(scope="module")
+def lineage_runs(
+    airflow_home: AirflowHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LineageRuns]:
+    """Both real DAG runs, each on a fresh PostgreSQL database of its own, in one subprocess
+    (tests/airflow_harness.py) writing its OpenLineage events to one file."""
+    from tests import dbs
+    from tests.conftest import _require_server
+
+    _require_server("postgres")
+    root = tmp_path_factory.mktemp("lineage")
+    dags = root / "dags"
+    write_migrations(dags / "migrations", LINEAGE_MIGRATIONS)
+    (dags / "lineage_dag.py").write_text(LINEAGE_DAG)
+    write_migrations(dags / "migrations_fail", FAILING_MIGRATIONS)
     (dags / "failing_dag.py").write_text(FAILING_DAG)
-    events_file = tmp_path / "openlineage.jsonl"
+    events_file = root / "openlineage.jsonl"
     transport = {"type": "file", "log_file_path": str(events_file), "append": True}
-    outcome = airflow_home.run_dag(
-        dags / "failing_dag.py",
-        "jetbase_lineage_fail",
-        connections={"jb_lineage": conn_env_value(postgres_url)},
-        env={"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)},
+    env = {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport), "AIRFLOW__OPENLINEAGE__NAMESPACE": "t"}
+    with dbs.fresh_database("postgres") as url, dbs.fresh_database("postgres") as fail_url:
+        connections = {"jb_lineage": conn_env_value(url), "jb_lineage_fail": conn_env_value(fail_url)}
+        with airflow_home.session(dags, connections=connections, env=env) as session:
+            outcome = session.run(dags / "lineage_dag.py", "jetbase_lineage")
+            fail_outcome = session.run(dags / "failing_dag.py", "jetbase_lineage_fail")
+        yield LineageRuns(url, fail_url, events_file, outcome, fail_outcome)
+
+
+def test_a_failed_upgrade_reports_what_committed_before_the_failure(lineage_runs: LineageRuns) -> None:
+    postgres_url, events_file, outcome = (
+        lineage_runs.fail_url,
+        lineage_runs.events_file,
+        lineage_runs.fail_outcome,
     )
     assert outcome.tasks == {"migrate": "failed"}, outcome.explain()
     failed = [

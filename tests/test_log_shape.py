@@ -11,7 +11,6 @@ import logging
 import re
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
@@ -33,32 +32,53 @@ def _migrations(count: int) -> dict[str, str]:
     }
 
 
-def _run_upgrade_dag(airflow_home: AirflowHome, tmp_path: Path, url: URL, count: int) -> list[str]:
-    """The upgrade task's own log lines (engine and operator records) of a dag.test() run."""
-    dags = tmp_path / "dags"
-    write_migrations(dags / "migrations", _migrations(count))
-    (dags / "log_shape_dag.py").write_text(
-        textwrap.dedent(
-            """
-            import datetime as dt
-            from airflow.sdk import DAG
-            from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
+LONG_RUN, SHORT_RUN = 200, 3
 
-            with DAG("jetbase_log_shape", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
-                JetbaseUpgradeOperator(
-                    task_id="migrate", jetbase_conn_id="jb_log", migrations_dir="migrations"
-                )
-            """
-        )
+
+def _dag_source(count: int) -> str:
+    return textwrap.dedent(
+        f"""
+        import datetime as dt
+        from airflow.sdk import DAG
+        from airflow_provider_jetbase.operators.jetbase import JetbaseUpgradeOperator
+
+        with DAG("jetbase_log_shape_{count}", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+            JetbaseUpgradeOperator(
+                task_id="migrate", jetbase_conn_id="jb_log_{count}", migrations_dir="migrations_{count}"
+            )
+        """
     )
-    outcome = airflow_home.run_dag(
-        dags / "log_shape_dag.py", "jetbase_log_shape", connections={"jb_log": conn_env_value(url)}
-    )
-    assert outcome.tasks == {"migrate": "success"}, outcome.explain()
-    assert applied_versions(url) == [str(n) for n in range(1, count + 1)]
+
+
+@pytest.fixture(scope="module")
+def upgrade_logs(airflow_home: AirflowHome, tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]]:
+    """The upgrade task's own log lines (engine and operator records) of a dag.test() run of
+    ``count`` files on a SQLite database of its own, for the long and the short run: two DAGs of one
+    dags folder, run in one subprocess (each run's output is its own)."""
+    root = tmp_path_factory.mktemp("log_shape")
+    dags = root / "dags"
+    urls = {
+        count: URL.create("sqlite", database=str(root / f"target_{count}.db"))
+        for count in (LONG_RUN, SHORT_RUN)
+    }
+    for count in urls:
+        write_migrations(dags / f"migrations_{count}", _migrations(count))
+        (dags / f"log_shape_{count}.py").write_text(_dag_source(count))
+    connections = {f"jb_log_{count}": conn_env_value(url) for count, url in urls.items()}
+    logs: dict[int, list[str]] = {}
+    with airflow_home.session(dags, connections=connections) as session:
+        for count, url in urls.items():
+            outcome = session.run(dags / f"log_shape_{count}.py", f"jetbase_log_shape_{count}")
+            assert outcome.tasks == {"migrate": "success"}, outcome.explain()
+            assert applied_versions(url) == [str(n) for n in range(1, count + 1)]
+            logs[count] = _own_lines(outcome.output)
+    return logs
+
+
+def _own_lines(output: str) -> list[str]:
     # A record starts with its timestamp; a multi-line one (the table) names its logger on its last line.
     records: list[list[str]] = []
-    for line in outcome.output.splitlines():
+    for line in output.splitlines():
         if RECORD_START.match(line) or not records:
             records.append([line])
         else:
@@ -67,11 +87,11 @@ def _run_upgrade_dag(airflow_home: AirflowHome, tmp_path: Path, url: URL, count:
 
 
 def test_long_run_logs_progress_and_one_table_not_two_lines_per_file(
-    airflow_home: AirflowHome, tmp_path: Path, sqlite_url: URL
+    upgrade_logs: dict[int, list[str]],
 ) -> None:
-    count = 200
+    count = LONG_RUN
     assert count > SHORT_RUN_FILES
-    lines = _run_upgrade_dag(airflow_home, tmp_path, sqlite_url, count)
+    lines = upgrade_logs[count]
     per_file = [line for line in lines if "Applying V" in line or "Applied V" in line]
     progress = [line for line in lines if "Progress: " in line]
     table_rows = [line for line in lines if "| V" in line and ".sql" in line]
@@ -84,10 +104,9 @@ def test_long_run_logs_progress_and_one_table_not_two_lines_per_file(
     assert len(lines) <= count + 60, len(lines)  # at most one line per migration, plus a bounded rest
 
 
-def test_short_run_keeps_a_line_before_and_after_every_file(
-    airflow_home: AirflowHome, tmp_path: Path, sqlite_url: URL
-) -> None:
-    lines = _run_upgrade_dag(airflow_home, tmp_path, sqlite_url, 3)
+def test_short_run_keeps_a_line_before_and_after_every_file(upgrade_logs: dict[int, list[str]]) -> None:
+    assert SHORT_RUN <= SHORT_RUN_FILES
+    lines = upgrade_logs[SHORT_RUN]
     for n in (1, 2, 3):
         assert sum(f"Applying V{n}__create_t{n}.sql (1 statement)..." in line for line in lines) == 1
         assert sum(f"Applied V{n}__create_t{n}.sql in " in line for line in lines) == 1

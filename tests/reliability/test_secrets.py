@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL
 
-from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, DagRunOutcome, example_conn_id
+from tests.airflow_harness import EXAMPLE_DAGS, AirflowHome, DagRunOutcome, DagSession, example_conn_id
 from tests.conftest import require_module
 
 PASSWORD = "Pg-Pa55w0rd/8c41e+Zq"
@@ -81,6 +81,13 @@ def secrets_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
     return AirflowHome.create(tmp_path_factory.mktemp("secrets_airflow_home"))
 
 
+@pytest.fixture(scope="module")
+def examples(secrets_home: AirflowHome) -> Iterator[DagSession]:
+    """One harness subprocess for the module's example runs; each run hands it its own connection."""
+    with secrets_home.session(EXAMPLE_DAGS) as session:
+        yield session
+
+
 @pytest.fixture
 def pg_database() -> Iterator[URL]:
     from tests import dbs
@@ -113,8 +120,8 @@ def pg_connection(url: URL, key_forms: dict[str, str], **extra: Any) -> str:
     )
 
 
-def run(home: AirflowHome, name: str, conn: str, conf: dict[str, Any] | None = None) -> DagRunOutcome:
-    return home.run_dag(
+def run(examples: DagSession, name: str, conn: str, conf: dict[str, Any] | None = None) -> DagRunOutcome:
+    return examples.run(
         EXAMPLE_DAGS / f"{name}.py", name, connections={example_conn_id(name): conn}, run_conf=conf
     )
 
@@ -130,7 +137,7 @@ def scan_home(home: AirflowHome, forms: dict[str, str]) -> int:
 
 @pytest.mark.postgres
 def test_example_dags_leak_no_secret(
-    secrets_home: AirflowHome, pg_database: URL, key_forms: dict[str, str]
+    secrets_home: AirflowHome, examples: DagSession, pg_database: URL, key_forms: dict[str, str]
 ) -> None:
     forms = secret_forms(key_forms)
     conn = pg_connection(pg_database, key_forms)
@@ -150,12 +157,12 @@ def test_example_dags_leak_no_secret(
         ("example_jetbase_drift_check", None, {"check_drift": "failed"}),
     ]  # fmt: skip
     for name, conf, tasks in runs:
-        outcome = run(secrets_home, name, conn, conf)
+        outcome = run(examples, name, conn, conf)
         assert outcome.tasks == tasks, outcome.explain()
         assert_no_secret(f"{name} output", outcome.output, forms)
         assert_no_secret(f"{name} XCom", json.dumps(outcome.xcom, default=str), forms)
         assert_no_secret(f"{name} asset events", json.dumps(outcome.asset_events, default=str), forms)
-    last = run(secrets_home, "example_jetbase_migrate_before_etl", conn)
+    last = run(examples, "example_jetbase_migrate_before_etl", conn)
     assert last.state == "success", last.explain()
     # Positive control: the connection's non-secret parts do reach the log, so the scan looks where
     # a leak would land.
@@ -165,7 +172,7 @@ def test_example_dags_leak_no_secret(
 
 @pytest.mark.mysql
 def test_failing_connection_leaks_no_secret(
-    secrets_home: AirflowHome, mysql_url: URL, key_forms: dict[str, str]
+    secrets_home: AirflowHome, examples: DagSession, mysql_url: URL, key_forms: dict[str, str]
 ) -> None:
     """MariaDB root has an empty password: PASSWORD is wrong, the task fails with the driver's error."""
     forms = secret_forms(key_forms)
@@ -180,7 +187,7 @@ def test_failing_connection_leaks_no_secret(
             "extra": {"token": TOKEN, "connect_timeout": 5, "jetbase_ignore_extras": "token"},
         }
     )
-    outcome = run(secrets_home, "example_jetbase_migrate_before_etl", conn)
+    outcome = run(examples, "example_jetbase_migrate_before_etl", conn)
     assert outcome.state == "failed", outcome.explain()
     assert "Access denied" in outcome.output, outcome.explain()
     assert_no_secret("failed run output", outcome.output, forms)
@@ -189,12 +196,12 @@ def test_failing_connection_leaks_no_secret(
 
 @pytest.mark.postgres
 def test_url_password_in_jetbase_connection_is_not_leaked(
-    secrets_home: AirflowHome, pg_database: URL, key_forms: dict[str, str]
+    secrets_home: AirflowHome, examples: DagSession, pg_database: URL, key_forms: dict[str, str]
 ) -> None:
     forms = secret_forms(key_forms)
     url = pg_database.set(password=PASSWORD).render_as_string(hide_password=False)
     conn = json.dumps({"conn_type": "jetbase", "extra": {"sqlalchemy_url": url}})
-    outcome = run(secrets_home, "example_jetbase_migrate_before_etl", conn)
+    outcome = run(examples, "example_jetbase_migrate_before_etl", conn)
     assert outcome.state == "success", outcome.explain()
     assert_no_secret("jetbase-URL run output", outcome.output, forms)
     assert_no_secret("jetbase-URL run output (rendered URL)", outcome.output, {"url": url})
