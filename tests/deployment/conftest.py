@@ -1,4 +1,4 @@
-"""The deployment tier: one real Airflow deployment for the whole session (tests/deployment/deployment.py).
+"""The deployment tier: one real Airflow deployment for all its tests (tests/deployment/deployment.py).
 
 Without the PostgreSQL or Redis server, CI (CI=true) fails; elsewhere the tier is skipped loudly.
 """
@@ -28,7 +28,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[:] = [item for item in items if item.path.name != LAST_MODULE] + last
 
 
-@pytest.fixture(scope="session")
+# Package scope: the deployment stops right after the tier's last test. The tier runs whole on one
+# xdist worker (tests/conftest.py), which then takes other modules; a session-scoped deployment would
+# sit idle until that worker's very end, its six processes polling on the CPU the rest needs.
+@pytest.fixture(scope="package")
 def deployment(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Deployment]:
