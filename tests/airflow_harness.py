@@ -72,6 +72,11 @@ def conn_env_value(url: URL | str) -> str:
     return json.dumps({"conn_type": "sqlite", "host": str(url)})
 
 
+def conn_env(connections: Mapping[str, str] | None) -> dict[str, str]:
+    """The ``AIRFLOW_CONN_<ID>`` variables of ``{conn_id: value}``."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in (connections or {}).items()}
+
+
 @dataclass
 class DagRunOutcome:
     returncode: int
@@ -131,8 +136,7 @@ class AirflowHome:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             }
         )
-        for conn_id, value in (connections or {}).items():
-            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+        env.update(conn_env(connections))
         env.update(extra or {})
         return env
 
@@ -303,9 +307,7 @@ class DagSession:
                 "dag_file": str(dag_file),
                 "dag_id": dag_id,
                 "conf": dict(run_conf or {}),
-                "env": {
-                    f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in (connections or {}).items()
-                },
+                "env": conn_env(connections),
             }
             with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.write(json.dumps(request) + "\n")
