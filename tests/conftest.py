@@ -277,15 +277,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 DEPLOYMENT_TIER = "tests/deployment/"
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    from xdist.scheduler import LoadScopeScheduling
+def _scheduler_class() -> Any:
+    from xdist.scheduler import LoadScopeScheduling  # here: importing conftest needs no xdist
 
     class ModuleAndTierScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return _scope(nodeid)
 
-    return ModuleAndTierScheduling(config, log)
+    return ModuleAndTierScheduling
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return _scheduler_class()(config, log)
 
 
 def _scope(nodeid: str) -> str:
