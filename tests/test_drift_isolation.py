@@ -38,6 +38,19 @@ def _token() -> str:
     return uuid.uuid4().hex[:10]
 
 
+@pytest.fixture(autouse=True)
+def own_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's own scratch and throwaway-login names, so that the leftovers it looks for are its
+    own: other workers of the suite run drift checks on the same servers at the same time."""
+    token = _token()[:6]
+    monkeypatch.setattr(scratch_module, "REPLAY_ROLE_PREFIX", f"jb_replay_{token}_")
+    monkeypatch.setattr(scratch_module, "SCRATCH_PREFIX", f"jetbase_drift_{token}_")
+
+
+def _like(prefix: str) -> str:
+    return prefix.replace("_", "\\_") + "%"
+
+
 @pytest.fixture
 def known_password(monkeypatch: pytest.MonkeyPatch) -> str:
     """The throwaway login's password, fixed so that the test can look for it in the output."""
@@ -55,9 +68,10 @@ def _rows(engine: Engine, sql: str, **params: Any) -> list[tuple[Any, ...]]:
 
 
 def _leftover_logins(engine: Engine) -> list[tuple[Any, ...]]:
+    pattern = _like(scratch_module.REPLAY_ROLE_PREFIX)
     if engine.dialect.name == "postgresql":
-        return _rows(engine, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'jb\\_replay\\_%'")
-    return _rows(engine, "SELECT User, Host FROM mysql.user WHERE User LIKE 'jb\\_replay\\_%'")
+        return _rows(engine, "SELECT rolname FROM pg_roles WHERE rolname LIKE :p", p=pattern)
+    return _rows(engine, "SELECT User, Host FROM mysql.user WHERE User LIKE :p", p=pattern)
 
 
 def _assert_refused(report: Any, filename: str, secret: str, logs: str) -> None:
@@ -405,7 +419,7 @@ def test_mariadb_user_without_create_user_is_refused_replay(mysql_url: URL, tmp_
             with disposing(make_engine(mysql_url.set(username=user, password=password))) as limited:
                 report = run_drift_check(limited, migrations)
                 leftovers = _leftover_logins(admin)
-                scratch = _rows(admin, "SHOW DATABASES LIKE 'jetbase\\_drift\\_%'")
+                scratch = _rows(admin, "SHOW DATABASES LIKE :p", p=_like(scratch_module.SCRATCH_PREFIX))
         finally:
             run_sql(
                 admin, f"DROP USER IF EXISTS '{user}'@'127.0.0.1'; DROP USER IF EXISTS '{user}'@'localhost'"
