@@ -281,6 +281,12 @@ def _scheduler_class() -> Any:
     from xdist.scheduler import LoadScopeScheduling  # here: importing conftest needs no xdist
 
     class ModuleAndTierScheduling(LoadScopeScheduling):
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            # Deal the scopes in the collection's order, which _longest_first made longest first:
+            # by default xdist re-sorts them by their number of tests (--no-loadscope-reorder).
+            config.option.loadscopereorder = False
+
         def _split_scope(self, nodeid: str) -> str:
             return _scope(nodeid)
 

@@ -3,6 +3,7 @@ whole, the deployment tier whole on one worker, the longest first."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from tests import conftest
@@ -38,3 +39,36 @@ def test_the_longest_modules_are_dealt_first_and_keep_their_own_order() -> None:
         f"{shortest}::a",
         "tests/not_measured.py::a",
     ]
+
+
+class _Worker:
+    """What xdist's scheduler asks of a worker: the indexes of the tests to run, and a shutdown."""
+
+    def __init__(self, name: str) -> None:
+        self.gateway, self.shutting_down, self.sent = SimpleNamespace(id=name), False, list[int]()
+
+    def send_runtest_some(self, indexes: list[int]) -> None:
+        self.sent.extend(indexes)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+def test_the_workers_are_dealt_the_longest_modules_first_not_those_with_most_tests() -> None:
+    figures = {m: s for m, s in load().items() if not m.startswith(TIER)}
+    ranked = sorted(figures, key=figures.__getitem__, reverse=True)
+    long_few, short_many = ranked[0], ranked[-1]
+    ids = [f"{short_many}::t{i}" for i in range(30)] + [f"{long_few}::a", "tests/deployment/test_fleet.py::a"]
+    ids += [f"tests/deployment/test_fleet.py::{n}" for n in "bcd"]
+    items: list[Any] = [_Item(i) for i in ids]
+    conftest._longest_first(items)
+    collection = [item.nodeid for item in items]
+    config = SimpleNamespace(getvalue=lambda name: ["3*popen"], option=SimpleNamespace(loadscopereorder=True))
+    scheduler = conftest._scheduler_class()(config)
+    workers = [_Worker(f"gw{i}") for i in range(3)]
+    for worker in workers:
+        scheduler.add_node(worker)
+        scheduler.add_node_collection(worker, collection)
+    scheduler.schedule()
+    dealt = [sorted({collection[i].split("::")[0] for i in worker.sent}) for worker in workers]
+    assert dealt == [["tests/deployment/test_fleet.py"], [long_few], [short_many]]
