@@ -74,6 +74,8 @@ DAG_IDS = (
     "jbdeploy_after_schema_change",
     *EXAMPLE_DAG_IDS,
 )
+# The one DAG of the deployment with a time schedule.
+SCHEDULED_EXAMPLE = "example_jetbase_drift_check"
 COMPONENTS_READY = ("scheduler", "triggerer", "dag_processor")
 
 
@@ -470,6 +472,16 @@ def _wait_ready(deployment: Deployment) -> None:
         return all(deployment.server.api("GET", f"/api/v2/dags/{d}")[0] == 200 for d in DAG_IDS)
 
     deployment.wait_for(dags_parsed, READY_TIMEOUT_S, f"the DAGs {DAG_IDS} to be parsed", every=1.0)
+
+    # The nightly drift-check example, unpaused at creation, starts its latest 03:00 run at once: it
+    # would take a Celery worker away from the first tests (two runs meant to overlap ran one after
+    # the other on the other worker), so the deployment is ready when that run is over.
+    def scheduled_drift_check_over() -> bool:
+        runs = deployment.api("GET", f"/dags/{SCHEDULED_EXAMPLE}/dagRuns?run_type=scheduled")["dag_runs"]
+        return bool(runs) and all(run["state"] in ("success", "failed") for run in runs)
+
+    what = f"the scheduled run of {SCHEDULED_EXAMPLE} to end"
+    deployment.wait_for(scheduled_drift_check_over, READY_TIMEOUT_S, what, every=1.0)
 
 
 def _all_tails(components: Mapping[str, Component]) -> str:
