@@ -169,7 +169,11 @@ def test_short_lock_timeout_fails_only_with_lock_timeout_error(
             assert errors == {"LockTimeoutError"}, f"round {round_no}: {outcomes}"
             for o in outcomes:
                 if not o["ok"]:
-                    assert "process_id" in o["message"] and "unlock" in o["message"], o["message"]
+                    # The holder's process_id once its row is written; before that (a waiter that
+                    # started and gave up within the winner's first moments, on a loaded machine),
+                    # the run that holds the session lock, which has no process_id yet to name.
+                    named = "process_id" in o["message"] or "another engine run (it holds" in o["message"]
+                    assert named and "unlock" in o["message"], o["message"]
             winners = [o for o in outcomes if o["applied"]]
             assert len(winners) == 1 and len(winners[0]["applied"]) == MIGRATIONS, outcomes
             check_database(url)
