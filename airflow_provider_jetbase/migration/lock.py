@@ -74,6 +74,9 @@ __all__ = [
     "read_lock",
 ]
 
+# A waiter's poll holds SQLite's write lock for milliseconds; this bounds a writer that never lets go.
+RELEASE_BUSY_TIMEOUT_S = 30.0
+RELEASE_BUSY_RETRY_S = 0.05
 UNLOCK_HINT = (
     "If you are sure no migration is running, release it with `jetbase unlock` (in the Jetbase "
     "project) or Migrator(engine, migrations_dir).unlock()."
@@ -516,6 +519,19 @@ class MigrationLock:
             return count
         return int(before is not None and before.process_id == self.process_id)
 
+    def _release_waiting_out_busy(self, conn: Connection) -> int:
+        """SQLite answers "database is locked" at once, without its busy timeout, when a transaction
+        that has read (the release reads first) wants to write while another connection writes (a
+        waiter's lock poll): waiting could deadlock, so the reader must roll back and retry."""
+        deadline = time.monotonic() + RELEASE_BUSY_TIMEOUT_S
+        while True:
+            try:
+                return self._release_on(conn)
+            except OperationalError as exc:
+                if not self.dialect.errors.busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(RELEASE_BUSY_RETRY_S)
+
     def release(self, *, quiet: bool = False) -> None:
         """Release the row, then the session lock. A release that finds the row no longer ours raises
         LockLostError (logged only when the run already failed: ``quiet``, or the loss was reported)."""
@@ -524,7 +540,7 @@ class MigrationLock:
         self.heartbeat.stop()
         try:
             try:
-                released = self._release_on(self.conn)
+                released = self._release_waiting_out_busy(self.conn)
             except BaseException as first:  # noqa: BLE001 - the run's connection may be broken/cancelled
                 try:
                     with self.engine.connect() as fresh:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Engine
 
 from airflow_provider_jetbase.migration import (
@@ -236,6 +236,40 @@ def waiter_engine(make_engine: Callable[..., Engine], url: URL) -> Engine:
         return make_engine(url, connect_args={"timeout": SQLITE_WAITER_BUSY_TIMEOUT})
     return make_engine(url)
 
+
+
+def test_sqlite_release_waits_for_a_writer_instead_of_failing_at_once(
+    sqlite_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    """The run ends while another connection holds SQLite's write lock (a waiter's lock poll, here
+    a plain BEGIN IMMEDIATE held for 0.3 s): the release, which reads before it writes, gets
+    "database is locked" at once (SQLite does not wait where waiting could deadlock), rolls back and
+    retries until the writer is done; the run succeeds with the lock free. Before, the release failed
+    twice at once (its retry on a fresh connection too) and failed a run whose migrations were in."""
+    import sqlite3
+
+    folder = tmp_path / "migrations"
+    table_file(folder, "1", "t1")
+    engine = make_engine(sqlite_url)
+    writer = sqlite3.connect(str(sqlite_url.database), isolation_level=None, check_same_thread=False)
+    held: list[threading.Timer] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def hold_the_write_lock(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "SET is_locked = 0" in statement and not held:
+            writer.execute("BEGIN IMMEDIATE")
+            held.append(threading.Timer(0.3, writer.execute, args=("COMMIT",)))
+            held[0].start()
+
+    try:
+        result = Migrator(engine, folder).upgrade()
+    finally:
+        for timer in held:
+            timer.join()
+        writer.close()
+    assert held, "the release UPDATE was never sent"
+    assert [r.filename for r in result.applied] == ["V1__create_t1.sql"]
+    assert lock_row(engine) == LOCK_FREE
 
 
 def test_racer_that_waited_finds_nothing_to_do(
