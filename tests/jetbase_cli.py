@@ -2,9 +2,17 @@
 
 The CLI only works from a directory named ``jetbase`` that holds ``env.py`` and ``migrations/``,
 and it reads its configuration from the current directory, ``JETBASE_*`` environment variables
-and any ``pyproject.toml`` above it. So every call runs it as a subprocess with ``cwd=`` set and
-a cleaned copy of the environment: the test process's own directory and environment are never
-touched, and a developer's ``JETBASE_SQLALCHEMY_URL`` cannot leak into a test.
+and any ``pyproject.toml`` above it. So every call runs it in a process of its own with its
+working directory set and a cleaned copy of the environment: the test process's own directory and
+environment are never touched, and a developer's ``JETBASE_SQLALCHEMY_URL`` cannot leak into a test.
+
+That process is a fork of an interpreter that has already imported the CLI and the database's driver
+(``tests/cli_forkserver.py``): a fresh ``jetbase`` process spends nearly all its time importing (2.2
+CPU-seconds a call on Snowflake, whose connector imports pandas and pyarrow), and the suite makes
+hundreds of calls on a 2-core machine. ``JetbaseProject(fresh_process=True)``, or
+``TESTS_JETBASE_CLI_FRESH_PROCESS=1`` for the whole suite, runs the installed console script instead;
+``tests/test_cli_forkserver.py`` runs the same calls both ways and compares them, and
+``JetbaseProject.start`` always runs the console script.
 
 The engine under test is pointed at the same ``<root>/jetbase/migrations`` folder, so both tools
 read exactly the same files.
@@ -27,6 +35,8 @@ from typing import Any
 
 from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.engine import URL, Inspector
+
+from tests.cli_forkserver_client import FRESH_PROCESS_VARIABLE, forked_cli_call
 
 # A guard against a hung CLI (e.g. blocked on a row lock), not a speed assertion.
 CLI_HANG_GUARD_SECONDS = 300.0
@@ -120,6 +130,7 @@ class JetbaseProject:
     url: URL
     postgres_schema: str | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
+    fresh_process: bool = field(default_factory=lambda: os.environ.get(FRESH_PROCESS_VARIABLE) == "1")
 
     def __post_init__(self) -> None:
         if self.url.get_backend_name() == "snowflake":
@@ -142,10 +153,17 @@ class JetbaseProject:
         return self.jetbase_dir / "migrations"
 
     def run(self, *args: str) -> CliResult:
+        argv = [jetbase_executable(), *args]
+        env = clean_cli_env(self.env_extra)
+        if not self.fresh_process:
+            returncode, stdout, stderr = forked_cli_call(
+                argv, self.jetbase_dir, env, self.url.drivername, timeout=CLI_HANG_GUARD_SECONDS
+            )
+            return CliResult(tuple(args), returncode, stdout, stderr)
         completed = subprocess.run(
-            [jetbase_executable(), *args],
+            argv,
             cwd=self.jetbase_dir,
-            env=clean_cli_env(self.env_extra),
+            env=env,
             capture_output=True,
             text=True,
             timeout=CLI_HANG_GUARD_SECONDS,
@@ -154,7 +172,11 @@ class JetbaseProject:
         return CliResult(tuple(args), completed.returncode, completed.stdout, completed.stderr)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        """Start the CLI without waiting (to race it); finish with :func:`finish`."""
+        """Start the CLI without waiting (to race it); finish with :func:`finish`.
+
+        Always a fresh ``jetbase`` console-script process (the racing and killing tests need a
+        ``Popen``), so the suite also runs the installed script itself, not only forks of it.
+        """
         return subprocess.Popen(
             [jetbase_executable(), *args],
             cwd=self.jetbase_dir,
