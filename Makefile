@@ -41,7 +41,7 @@ FAST_TESTS := tests/test_planner.py tests/test_migration_files.py tests/test_con
 	tests/test_drift_schema.py tests/test_fixtures_smoke.py tests/reliability/test_guarantees_doc.py \
 	tests/reliability/test_cancel.py tests/reliability/test_lock_stale_rows.py \
 	tests/test_lint.py tests/test_plan_review.py tests/test_databricks.py tests/test_dialect_table.py \
-	tests/test_lineage.py
+	tests/test_lineage.py tests/test_cli_forkserver.py
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow_tier" $(FAST_TESTS)
 

@@ -82,10 +82,17 @@ _servers: dict[tuple[str, tuple[tuple[str, str], ...]], _Server] = {}
 _servers_lock = threading.Lock()
 
 
+# Variables that differ from call to call and that no import reads: left out of a server's
+# environment (each call still gets its own), or every test would start a server of its own.
+PER_CALL_VARIABLES = frozenset({"PYTEST_CURRENT_TEST"})
+
+
 def _server_for(env: Mapping[str, str], drivername: str) -> _Server:
     # Jetbase reads JETBASE_* at call time; everything else is the server's own environment, so an
     # import-time read in a driver sees what it would see in a fresh process.
-    server_env = {k: v for k, v in env.items() if not k.upper().startswith("JETBASE_")}
+    server_env = {
+        k: v for k, v in env.items() if not k.upper().startswith("JETBASE_") and k not in PER_CALL_VARIABLES
+    }
     key = (drivername, tuple(sorted(server_env.items())))
     with _servers_lock:
         server = _servers.get(key)

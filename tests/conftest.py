@@ -139,12 +139,21 @@ def snowflake_url(snowflake_server: Any) -> Iterator[URL]:
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> object:
+def airflow_metadata_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test run's one migrated Airflow metadata database (SQLite), copied into each Airflow home
+    (tests/airflow_metadata.py)."""
+    from tests.airflow_metadata import metadata_template, shared_run_folder
+
+    return metadata_template(shared_run_folder(tmp_path_factory.getbasetemp()))
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, airflow_metadata_template: Path) -> object:
     """A throw-away AIRFLOW_HOME with a migrated SQLite metadata database, shared by the session's
     dag.test() runs (tests/airflow_harness.py)."""
     from tests.airflow_harness import AirflowHome
 
-    return AirflowHome.create(tmp_path_factory.mktemp("airflow_home"))
+    return AirflowHome.create(tmp_path_factory.mktemp("airflow_home"), airflow_metadata_template)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from tests.cli_forkserver_client import ForkServerError, forked_cli_call
+from tests.cli_forkserver_client import ForkServerError, _server_for, forked_cli_call
 from tests.jetbase_cli import (
     CliResult,
     JetbaseProject,
@@ -154,3 +154,13 @@ def test_a_hung_forked_call_is_killed_at_its_guard(tmp_path: Path) -> None:
     assert _state(project) == _state(_project(tmp_path, "untouched", fresh=False))
     project.upgrade().assert_ok()
     assert "Latest migration version: 1" in project.current().assert_ok().messages
+
+
+def test_calls_share_a_server_unless_their_environments_differ() -> None:
+    env = clean_cli_env()
+    server = _server_for({**env, "PYTEST_CURRENT_TEST": "a (call)"}, "sqlite")
+    # pytest names the running test in the environment: every test would otherwise start a server.
+    assert _server_for({**env, "PYTEST_CURRENT_TEST": "b (setup)"}, "sqlite") is server
+    assert _server_for({**env, "JETBASE_SKIP_VALIDATION": "true"}, "sqlite") is server
+    assert _server_for({**env, "TZ": "Asia/Tokyo"}, "sqlite") is not server
+    assert _server_for(env, "postgresql+psycopg2") is not server

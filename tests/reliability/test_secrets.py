@@ -77,8 +77,8 @@ def assert_no_secret(where: str, content: str | bytes, forms: dict[str, str]) ->
 
 
 @pytest.fixture(scope="module")
-def secrets_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
-    return AirflowHome.create(tmp_path_factory.mktemp("secrets_airflow_home"))
+def secrets_home(tmp_path_factory: pytest.TempPathFactory, airflow_metadata_template: Path) -> AirflowHome:
+    return AirflowHome.create(tmp_path_factory.mktemp("secrets_airflow_home"), airflow_metadata_template)
 
 
 @pytest.fixture(scope="module")

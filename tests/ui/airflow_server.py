@@ -206,13 +206,21 @@ def _wait_until_up(base_url: str, process: subprocess.Popen[bytes], log_path: Pa
 
 
 @contextlib.contextmanager
-def running_api_server(home: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[AirflowServer]:
-    """Migrate a fresh metadata DB in ``home``, start ``airflow api-server``, stop it on exit."""
+def running_api_server(
+    home: Path, extra_env: Mapping[str, str] | None = None, metadata_template: Path | None = None
+) -> Iterator[AirflowServer]:
+    """A fresh metadata DB in ``home`` (a copy of the run's migrated one, ``tests/airflow_metadata.py``,
+    or migrated here), ``airflow api-server`` started on it, stopped on exit."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "dags").mkdir(exist_ok=True)
     port = free_loopback_port()
     env = airflow_env(home, port, extra_env)
-    migrate(home, env)
+    if metadata_template is not None:
+        from tests.airflow_metadata import copy_metadata
+
+        copy_metadata(metadata_template, home / "airflow.db")
+    else:
+        migrate(home, env)
     base_url = f"http://127.0.0.1:{port}"
     process, log_path = spawn(home, env, "api-server", api_server_argv(port))
     try:

@@ -57,10 +57,12 @@ def shots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
+def airflow(
+    tmp_path_factory: pytest.TempPathFactory, airflow_metadata_template: Path
+) -> Iterator[AirflowServer]:
     require_ui_tools()
     home = tmp_path_factory.mktemp("airflow-home")
-    with running_api_server(home) as server:
+    with running_api_server(home, metadata_template=airflow_metadata_template) as server:
         yield server
 
 

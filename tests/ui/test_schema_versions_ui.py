@@ -159,7 +159,9 @@ def _dags_test(server: AirflowServer, dag_id: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Setup]:
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, airflow_metadata_template: Path
+) -> Iterator[Setup]:
     require_ui_tools()
     dbs.check_server("postgres")
     home = tmp_path_factory.mktemp("airflow-home-sv")
@@ -174,7 +176,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         folder = tmp_path_factory.mktemp("ui-screenshots-sv")
         shots = stack.enter_context(recorded_shots(folder, request.config))
         urls = {name: stack.enter_context(dbs.fresh_database("postgres")) for name in DBS}
-        server = stack.enter_context(running_api_server(home, extra))
+        server = stack.enter_context(running_api_server(home, extra, airflow_metadata_template))
         status, body = _call(
             server, "POST", "/auth/token", None, {"username": USER, "password": USER_PASSWORD}
         )
