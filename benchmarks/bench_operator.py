@@ -354,11 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
 
     from tests.airflow_harness import AirflowHome
+    from tests.airflow_metadata import metadata_template
 
     results: dict[tuple[str, int, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with tempfile.TemporaryDirectory(prefix="jetbase_bench_op_") as tmp:
         workdir = Path(tmp)
-        home = AirflowHome.create(workdir / "airflow_home")
+        home = AirflowHome.create(workdir / "airflow_home", metadata_template(workdir))
         bench = Bench(workdir, home, args.profile)
         for n in ns:
             project = workdir / f"n{n}" / "jetbase"

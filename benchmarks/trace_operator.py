@@ -160,10 +160,11 @@ def main() -> int:
     print(machine_notes(), flush=True)
     sys.path.insert(0, str(REPO_ROOT))
     from tests.airflow_harness import AirflowHome
+    from tests.airflow_metadata import metadata_template
 
     with tempfile.TemporaryDirectory(prefix="jetbase_trace_op_") as tmp:
         workdir = Path(tmp)
-        home = AirflowHome.create(workdir / "airflow_home")
+        home = AirflowHome.create(workdir / "airflow_home", metadata_template(workdir))
         bench = TraceBench(workdir, home, False)
         folder = workdir / "jetbase" / "migrations"
         write_migrations(folder, args.n)

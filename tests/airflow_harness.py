@@ -1,7 +1,6 @@
 """Run real DAG files with ``dag.test()`` in a subprocess against a throw-away Airflow home.
 
-``AirflowHome.create(folder, template)`` copies the run's migrated SQLite metadata database (or
-runs ``airflow db migrate``, ~5 s, without one);
+``AirflowHome.create(folder, template)`` copies the run's migrated SQLite metadata database;
 ``home.run_dag(dag_file, dag_id, connections={...}, run_conf={...})`` runs one DagRun of a DAG that
 sits in a dags folder (``dag.test()`` refuses DAGs from files outside the configured dags folder)
 and returns the run's state, each task's state and return value, and the asset events it emitted.
@@ -103,26 +102,14 @@ class AirflowHome:
     path: Path
 
     @classmethod
-    def create(cls, path: Path, metadata_template: Path | None = None) -> AirflowHome:
-        """A home whose metadata database is a copy of ``metadata_template`` (the run's one migrated
-        database, ``tests/airflow_metadata.py``), or migrated here when none is given."""
-        path.mkdir(parents=True, exist_ok=True)
-        home = cls(path)
-        if metadata_template is not None:
-            from tests.airflow_metadata import copy_metadata
+    def create(cls, path: Path, metadata_template: Path) -> AirflowHome:
+        """A home whose metadata database is a copy of ``metadata_template``: the run's one migrated
+        database (``tests/airflow_metadata.py``, fixture ``airflow_metadata_template``)."""
+        from tests.airflow_metadata import copy_metadata
 
-            copy_metadata(metadata_template, path / "airflow.db")
-            return home
-        proc = subprocess.run(
-            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-            env=home.env(dags_folder=EXAMPLE_DAGS),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
-        return home
+        path.mkdir(parents=True, exist_ok=True)
+        copy_metadata(metadata_template, path / "airflow.db")
+        return cls(path)
 
     def env(
         self,
