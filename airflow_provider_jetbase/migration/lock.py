@@ -544,7 +544,7 @@ class MigrationLock:
             except BaseException as first:  # noqa: BLE001 - the run's connection may be broken/cancelled
                 try:
                     with self.engine.connect() as fresh:
-                        released = self._release_on(fresh)
+                        released = self._release_waiting_out_busy(fresh)
                 except DBAPIError as exc:
                     if is_missing_table_error(self.conn, exc, "jetbase_lock"):
                         released = 0

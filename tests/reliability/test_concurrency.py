@@ -272,6 +272,40 @@ def test_sqlite_release_waits_for_a_writer_instead_of_failing_at_once(
     assert lock_row(engine) == LOCK_FREE
 
 
+def test_sqlite_release_on_a_fresh_connection_also_waits_for_a_writer(
+    sqlite_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    """The run's own connection breaks at the release (closed under it), so the release is retried
+    on a fresh connection, and there it meets another connection's write lock (held for 0.3 s): the
+    fresh release waits it out as the first one would, and the run succeeds with the lock free.
+    Before, the fresh release failed at once and failed a run whose migrations were in."""
+    import sqlite3
+
+    folder = tmp_path / "migrations"
+    table_file(folder, "1", "t1")
+    engine = make_engine(sqlite_url)
+    writer = sqlite3.connect(str(sqlite_url.database), isolation_level=None, check_same_thread=False)
+    held: list[threading.Timer] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def break_the_run_connection(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "SET is_locked = 0" in statement and not held:
+            writer.execute("BEGIN IMMEDIATE")
+            held.append(threading.Timer(0.3, writer.execute, args=("COMMIT",)))
+            held[0].start()
+            cursor.connection.close()
+
+    try:
+        result = Migrator(engine, folder).upgrade()
+    finally:
+        for timer in held:
+            timer.join()
+        writer.close()
+    assert held, "the release UPDATE was never sent"
+    assert [r.filename for r in result.applied] == ["V1__create_t1.sql"]
+    assert lock_row(engine) == LOCK_FREE
+
+
 def test_racer_that_waited_finds_nothing_to_do(
     db_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
 ) -> None:
