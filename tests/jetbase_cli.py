@@ -7,7 +7,7 @@ working directory set and a cleaned copy of the environment: the test process's 
 environment are never touched, and a developer's ``JETBASE_SQLALCHEMY_URL`` cannot leak into a test.
 
 That process is a fork of an interpreter that has already imported the CLI and the database's driver
-(``tests/cli_forkserver.py``): a fresh ``jetbase`` process spends nearly all its time importing (2.2
+(``tests/cli_forkserver.py``): a fresh ``jetbase`` process spends nearly all its time importing (about 2
 CPU-seconds a call on Snowflake, whose connector imports pandas and pyarrow), and the suite makes
 hundreds of calls on a 2-core machine. ``JetbaseProject(fresh_process=True)``, or
 ``TESTS_JETBASE_CLI_FRESH_PROCESS=1`` for the whole suite, runs the installed console script instead;
