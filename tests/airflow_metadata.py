@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from filelock import FileLock
+
+from tests.ui.airflow_server import migrate
 
 TEMPLATE_FOLDER = "airflow-metadata-template"
 # A bound on the wait for another worker's migration, not a speed assertion.
@@ -47,16 +47,7 @@ def metadata_template(run_folder: Path) -> Path:
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 }
             )
-            proc = subprocess.run(
-                [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-                env=env,
-                cwd=home,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
+            migrate(home, env)
             # Renamed only once complete: a worker never copies a half-migrated database.
             partial.rename(database)
     return database

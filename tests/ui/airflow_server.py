@@ -1,9 +1,9 @@
 """A real Airflow 3 API server on 127.0.0.1, in a throwaway AIRFLOW_HOME, for the UI tests.
 
 The server gets its own environment (a copy of ours with every inherited ``AIRFLOW*`` variable
-dropped), SQLite metadata migrated with ``airflow db migrate``, the simple auth manager with every
-visitor an admin, and ``[core] test_connection = Enabled``. Every wait is bounded and the whole
-process group is stopped on exit, whatever happened.
+dropped), a copy of the run's migrated SQLite metadata (``tests/airflow_metadata.py``), the simple
+auth manager with every visitor an admin, and ``[core] test_connection = Enabled``. Every wait is
+bounded and the whole process group is stopped on exit, whatever happened.
 """
 
 from __future__ import annotations
@@ -207,20 +207,17 @@ def _wait_until_up(base_url: str, process: subprocess.Popen[bytes], log_path: Pa
 
 @contextlib.contextmanager
 def running_api_server(
-    home: Path, extra_env: Mapping[str, str] | None = None, metadata_template: Path | None = None
+    home: Path, metadata_template: Path, extra_env: Mapping[str, str] | None = None
 ) -> Iterator[AirflowServer]:
-    """A fresh metadata DB in ``home`` (a copy of the run's migrated one, ``tests/airflow_metadata.py``,
-    or migrated here), ``airflow api-server`` started on it, stopped on exit."""
+    """A fresh metadata DB in ``home`` (a copy of the run's migrated one, ``tests/airflow_metadata.py``),
+    ``airflow api-server`` started on it, stopped on exit."""
+    from tests.airflow_metadata import copy_metadata
+
     home.mkdir(parents=True, exist_ok=True)
     (home / "dags").mkdir(exist_ok=True)
     port = free_loopback_port()
     env = airflow_env(home, port, extra_env)
-    if metadata_template is not None:
-        from tests.airflow_metadata import copy_metadata
-
-        copy_metadata(metadata_template, home / "airflow.db")
-    else:
-        migrate(home, env)
+    copy_metadata(metadata_template, home / "airflow.db")
     base_url = f"http://127.0.0.1:{port}"
     process, log_path = spawn(home, env, "api-server", api_server_argv(port))
     try:

@@ -62,7 +62,7 @@ def airflow(
 ) -> Iterator[AirflowServer]:
     require_ui_tools()
     home = tmp_path_factory.mktemp("airflow-home")
-    with running_api_server(home, metadata_template=airflow_metadata_template) as server:
+    with running_api_server(home, airflow_metadata_template) as server:
         yield server
 
 

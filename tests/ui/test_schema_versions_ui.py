@@ -176,7 +176,7 @@ def fleet(
         folder = tmp_path_factory.mktemp("ui-screenshots-sv")
         shots = stack.enter_context(recorded_shots(folder, request.config))
         urls = {name: stack.enter_context(dbs.fresh_database("postgres")) for name in DBS}
-        server = stack.enter_context(running_api_server(home, extra, airflow_metadata_template))
+        server = stack.enter_context(running_api_server(home, airflow_metadata_template, extra))
         status, body = _call(
             server, "POST", "/auth/token", None, {"username": USER, "password": USER_PASSWORD}
         )
