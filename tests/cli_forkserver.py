@@ -9,8 +9,9 @@ CLI's own process: it takes the call's working directory, environment (replaced,
 stdout/stderr into the caller's files, then runs the console script's ``sys.exit(main())`` and exits
 the way any interpreter does (atexit, finalizers, flushed streams). Jetbase reads its configuration,
 environment and folder at call time, never at import, so the fork sees exactly what a fresh process
-sees; the server is started with the call's environment less its ``JETBASE_*`` variables (the client
-keeps one server per distinct environment), so whatever a driver reads at import is the same too.
+sees; the server is started with the call's environment less its ``JETBASE_*`` variables and
+``PYTEST_CURRENT_TEST`` (the client keeps one server per distinct environment), so whatever a driver
+reads at import is the same too.
 
 Standard library only: it runs as a script (``sys.path[0]`` is then this folder, not the project).
 

@@ -15,7 +15,6 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+from tests.cli_forkserver import HEADER
 
 FRESH_PROCESS_VARIABLE = "TESTS_JETBASE_CLI_FRESH_PROCESS"
 SERVER_SCRIPT = Path(__file__).with_name("cli_forkserver.py")
@@ -163,7 +164,7 @@ def forked_cli_call(
         except OSError as exc:
             reason = f"cannot reach the jetbase CLI fork server ({exc}): {server.describe()}"
             raise ForkServerError(reason) from exc
-        message = struct.pack("!Q", len(request)) + request
+        message = HEADER.pack(len(request)) + request
         sent = socket.send_fds(conn, [message], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
         conn.sendall(message[sent:])
         answers = _Answers(conn, server)

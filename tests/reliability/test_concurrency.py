@@ -238,14 +238,13 @@ def waiter_engine(make_engine: Callable[..., Engine], url: URL) -> Engine:
 
 
 
-def test_sqlite_release_waits_for_a_writer_instead_of_failing_at_once(
-    sqlite_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+def _upgrade_meeting_a_writer_at_release(
+    sqlite_url: URL, tmp_path: Path, make_engine: Callable[..., Engine], close_run_connection: bool
 ) -> None:
-    """The run ends while another connection holds SQLite's write lock (a waiter's lock poll, here
-    a plain BEGIN IMMEDIATE held for 0.3 s): the release, which reads before it writes, gets
-    "database is locked" at once (SQLite does not wait where waiting could deadlock), rolls back and
-    retries until the writer is done; the run succeeds with the lock free. Before, the release failed
-    twice at once (its retry on a fresh connection too) and failed a run whose migrations were in."""
+    """Upgrade one file while, from the release UPDATE on, another connection holds SQLite's write
+    lock for 0.3 s (a plain BEGIN IMMEDIATE standing for a waiter's lock poll); with
+    ``close_run_connection`` the run's own connection is also closed under that UPDATE, so the release
+    falls back to a fresh connection. The run must succeed with the lock free."""
     import sqlite3
 
     folder = tmp_path / "migrations"
@@ -260,6 +259,8 @@ def test_sqlite_release_waits_for_a_writer_instead_of_failing_at_once(
             writer.execute("BEGIN IMMEDIATE")
             held.append(threading.Timer(0.3, writer.execute, args=("COMMIT",)))
             held[0].start()
+            if close_run_connection:
+                cursor.connection.close()
 
     try:
         result = Migrator(engine, folder).upgrade()
@@ -270,40 +271,26 @@ def test_sqlite_release_waits_for_a_writer_instead_of_failing_at_once(
     assert held, "the release UPDATE was never sent"
     assert [r.filename for r in result.applied] == ["V1__create_t1.sql"]
     assert lock_row(engine) == LOCK_FREE
+
+
+def test_sqlite_release_waits_for_a_writer_instead_of_failing_at_once(
+    sqlite_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
+) -> None:
+    """The run ends while another connection holds SQLite's write lock: the release, which reads
+    before it writes, gets "database is locked" at once (SQLite does not wait where waiting could
+    deadlock), rolls back and retries until the writer is done. Before, the release failed twice at
+    once (its retry on a fresh connection too) and failed a run whose migrations were in."""
+    _upgrade_meeting_a_writer_at_release(sqlite_url, tmp_path, make_engine, close_run_connection=False)
 
 
 def test_sqlite_release_on_a_fresh_connection_also_waits_for_a_writer(
     sqlite_url: URL, tmp_path: Path, make_engine: Callable[..., Engine]
 ) -> None:
-    """The run's own connection breaks at the release (closed under it), so the release is retried
-    on a fresh connection, and there it meets another connection's write lock (held for 0.3 s): the
-    fresh release waits it out as the first one would, and the run succeeds with the lock free.
-    Before, the fresh release failed at once and failed a run whose migrations were in."""
-    import sqlite3
-
-    folder = tmp_path / "migrations"
-    table_file(folder, "1", "t1")
-    engine = make_engine(sqlite_url)
-    writer = sqlite3.connect(str(sqlite_url.database), isolation_level=None, check_same_thread=False)
-    held: list[threading.Timer] = []
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def break_the_run_connection(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "SET is_locked = 0" in statement and not held:
-            writer.execute("BEGIN IMMEDIATE")
-            held.append(threading.Timer(0.3, writer.execute, args=("COMMIT",)))
-            held[0].start()
-            cursor.connection.close()
-
-    try:
-        result = Migrator(engine, folder).upgrade()
-    finally:
-        for timer in held:
-            timer.join()
-        writer.close()
-    assert held, "the release UPDATE was never sent"
-    assert [r.filename for r in result.applied] == ["V1__create_t1.sql"]
-    assert lock_row(engine) == LOCK_FREE
+    """The run's own connection breaks at the release, so the release is retried on a fresh
+    connection, and there it meets the other connection's write lock: the fresh release waits it out
+    as the first one would. Before, the fresh release failed at once and failed a run whose
+    migrations were in."""
+    _upgrade_meeting_a_writer_at_release(sqlite_url, tmp_path, make_engine, close_run_connection=True)
 
 
 def test_racer_that_waited_finds_nothing_to_do(
